@@ -106,8 +106,9 @@ func runCmd(t testing.TB, env []string, name string, args ...string) result {
 }
 
 // copySpec copies exactly the spec's entries from the host into dest, with
-// their parent directories, as `cp -a --parents` does. Subtree entries are
-// copied whole. It stands in for freeze in tests of the producers.
+// their parent directories. A directory line makes the directory alone;
+// subtree entries are copied whole. It stands in for freeze in tests of the
+// producers.
 func copySpec(t testing.TB, specFile, dest string) {
 	t.Helper()
 	s, err := spec.ParseFile(specFile)
@@ -122,25 +123,86 @@ func copySpec(t testing.TB, specFile, dest string) {
 		if err != nil {
 			t.Fatalf("spec entry %s: %v", e.Path, err)
 		}
-		var out []byte
+		target := filepath.Join(copyMkdirs(t, dest, filepath.Dir(e.Path)), filepath.Base(e.Path))
 		if fi.IsDir() && !e.Subtree {
-			// A plain directory line names the directory itself, not its contents.
-			target := filepath.Join(dest, e.Path)
-			if err := os.MkdirAll(target, 0o755); err != nil {
+			if err := os.Mkdir(target, 0o755); err != nil && !os.IsExist(err) {
 				t.Fatal(err)
 			}
-			out, err = exec.Command("cp", "-a", "--attributes-only", "--no-dereference", "-T", e.Path, target).CombinedOutput()
-			if err != nil {
-				// Attributes are a nicety here; the directory exists.
-				err = nil
+			if err := os.Chmod(target, fi.Mode().Perm()|fi.Mode()&(os.ModeSticky|os.ModeSetgid|os.ModeSetuid)); err != nil {
+				t.Fatal(err)
 			}
-		} else {
-			out, err = exec.Command("cp", "-a", "--parents", e.Path, dest).CombinedOutput()
+			continue
 		}
-		if err != nil {
+		if out, err := exec.Command("cp", "-a", "--no-dereference", "-T", e.Path, target).CombinedOutput(); err != nil {
 			t.Fatalf("copying %s: %v\n%s", e.Path, err, out)
 		}
 	}
+}
+
+// copyMkdirs makes the directory dir (a host path) inside dest, with the
+// host's modes, and returns where it is in dest. A component that is already
+// a symlink in dest is followed inside dest, as the chroot will follow it:
+// cp --parents would instead fail below a copied "bin -> usr/bin".
+func copyMkdirs(t testing.TB, dest, dir string) string {
+	t.Helper()
+	cur, host := dest, "/"
+	comps := strings.Split(strings.Trim(dir, "/"), "/")
+	for hops := 0; len(comps) > 0; {
+		c := comps[0]
+		comps = comps[1:]
+		if c == "" {
+			continue
+		}
+		next := filepath.Join(cur, c)
+		host = filepath.Join(host, c)
+		fi, err := os.Lstat(next)
+		switch {
+		case err == nil && fi.Mode()&os.ModeSymlink != 0:
+			if hops++; hops > 40 {
+				t.Fatalf("too many symlinks under %s in %s", dir, dest)
+			}
+			link, err := os.Readlink(next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Re-root the link inside dest and walk its components next.
+			rel, _ := filepath.Rel(dest, cur)
+			if filepath.IsAbs(link) {
+				rel = ""
+			}
+			comps = append(strings.Split(filepath.Join("/", rel, link), "/"), comps...)
+			cur, host = dest, "/"
+		case err == nil:
+			cur = next
+		default:
+			mode := os.FileMode(0o755)
+			if hfi, err := os.Stat(host); err == nil {
+				mode = hfi.Mode().Perm()
+			}
+			if err := os.Mkdir(next, mode); err != nil {
+				t.Fatal(err)
+			}
+			cur = next
+		}
+	}
+	return cur
+}
+
+// bindMount bind-mounts src on dst until the test ends; cleanup falls back
+// to a lazy unmount so that a busy mount never outlives the test.
+func bindMount(t testing.TB, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "--bind", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("mount --bind %s %s: %v\n%s", src, dst, err, out)
+	}
+	t.Cleanup(func() {
+		if err := exec.Command("umount", dst).Run(); err != nil {
+			_ = exec.Command("umount", "-l", dst).Run()
+		}
+	})
 }
 
 // chrootRun runs argv inside root with chroot(8) and returns its result.

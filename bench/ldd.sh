@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Benchmark `vzfs ldd` against libtree, an ldd loop and an lddtree loop on
+# every ELF executable in /usr/bin (issue 2). Prints a markdown table of
+# medians and ratios to libtree, and writes it to bench/out/ldd.md.
+#
+#   bench/ldd.sh [path/to/vzfs]
+#
+# Environment: RUNS (fast tools, default 20), LOOP_RUNS (ldd and lddtree
+# loops, default 3).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+out=$here/out
+mkdir -p "$out"
+runs=${RUNS:-20}
+loop_runs=${LOOP_RUNS:-3}
+
+need=()
+command -v libtree >/dev/null || need+=(libtree)
+command -v lddtree >/dev/null || need+=(pax-utils)
+python3 -c 'import elftools' 2>/dev/null || need+=(python3-pyelftools)
+command -v hyperfine >/dev/null || need+=(hyperfine)
+command -v jq >/dev/null || need+=(jq)
+if ((${#need[@]})); then
+	echo "installing ${need[*]}" >&2
+	apt-get install -y "${need[@]}" >&2
+fi
+
+vzfs=${1:-$out/vzfs-ldd}
+if [[ $# -eq 0 ]]; then
+	(cd "$repo" && go build -o "$vzfs" ./cmd/vzfs)
+fi
+
+# The inputs: ELF executables directly in /usr/bin, one per path.
+list=$out/files.txt
+: >"$list"
+for f in /usr/bin/*; do
+	[[ -f $f && -x $f ]] || continue
+	[[ $(head -c4 "$f" 2>/dev/null | od -An -c | tr -d ' ') == 177ELF ]] || continue
+	echo "$f" >>"$list"
+done
+n=$(wc -l <"$list")
+echo "$n ELF executables in /usr/bin" >&2
+
+files='$(cat '"$list"')'
+hyperfine --shell=bash --warmup 2 --runs "$runs" --ignore-failure \
+	--export-json "$out/ldd-fast.json" \
+	-n "vzfs ldd (one process)" "$vzfs ldd --allow-missing $files >/dev/null" \
+	-n "libtree (one process)" "libtree $files >/dev/null 2>&1" >&2
+hyperfine --shell=bash --warmup 0 --runs "$loop_runs" --ignore-failure \
+	--export-json "$out/ldd-loops.json" \
+	-n "lddtree loop" "for f in $files; do lddtree \"\$f\"; done >/dev/null 2>&1" \
+	-n "ldd loop" "for f in $files; do ldd \"\$f\"; done >/dev/null 2>&1" >&2
+
+jq -s -r --arg n "$n" '
+	[.[].results[] | {name: .command, median: .median}] as $r
+	| ($r[] | select(.name | startswith("libtree")) | .median) as $base
+	| "Closure of \($n) ELF executables in /usr/bin (hyperfine medians):\n",
+	  "| tool | median | vs libtree |",
+	  "|---|---|---|",
+	  ($r[] | "| \(.name) | \(.median * 1000 | round / 1000) s | \(.median / $base * 100 | round / 100)x |")
+' "$out/ldd-fast.json" "$out/ldd-loops.json" | tee "$out/ldd.md"
