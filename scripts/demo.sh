@@ -20,18 +20,18 @@ sed 's/^/    /' "$work/hello.spec"
 echo "    ($(grep -vc '^#' "$work/hello.spec") entries)"
 
 step "why is each library there? (vzfs ldd --explain)"
-"$vzfs" ldd --explain ls 2>&1 | grep -E 'lib(selinux|pcre)' | sed 's/^/    /' || true
+"$vzfs" ldd --explain ls 2>&1 >/dev/null | grep -E 'lib(selinux|pcre)' | sed 's/^/    /' || true
 
 step "copy exactly the spec's entries into a fresh root"
 root="$work/root"
 mkdir -p "$root"
 while IFS= read -r line; do
   case "$line" in ''|'#'*) continue ;; esac
-  path=${line%/**}
+  path=${line%"/**"}
   if [ -d "$path" ] && [ ! -L "$path" ] && [ "$path" = "$line" ]; then
     mkdir -p "$root$path"   # a directory line is the directory itself
   else
-    cp -a --parents "$path" "$root"
+    (cd "$root" && cp -a --parents "$path" .)   # from inside: coreutils 9.1 looks up the new parents relative to the cwd
   fi
 done < "$work/hello.spec"
 echo "    $(find "$root" | wc -l) paths, $(du -sh "$root" | cut -f1) in $root"
