@@ -1,0 +1,424 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/vzfs/vzfs/fs"
+	"github.com/vzfs/vzfs/spec"
+)
+
+func init() { register(newMountCmd) }
+
+type mountOpts struct {
+	foreground    bool
+	revalidate    time.Duration
+	suid, dev     bool
+	skipMissing   bool
+	force         bool
+	noPassthrough bool
+	readyFd       int // set in the daemon child: where to report readiness
+	revalidateSet bool
+}
+
+func newMountCmd(g *globalOpts) *cobra.Command {
+	o := &mountOpts{readyFd: -1}
+	cmd := &cobra.Command{
+		Use:   "mount [flags] SPEC MOUNTPOINT",
+		Short: "Serve a spec as a read-only directory (an instant chroot)",
+		Long: `Mount shows exactly the spec's entries, and their parent directories, as a
+read-only FUSE filesystem backed by the host's own files. Nothing is copied:
+'chroot MOUNTPOINT PROGRAM' works at once.
+
+Attributes, symlinks and hard links are the host's. A "/**" line exposes the
+host directory below it. Writes of any kind fail with EROFS. The mount is
+nosuid and nodev unless --suid or --dev is given, and permissions are the
+host's, enforced by the kernel.
+
+vzfs mount returns once the mount is live, leaving a daemon behind that
+serves it; its logs go to --log-file. -f keeps it in the foreground.
+SIGINT or SIGTERM to the daemon unmounts cleanly. 'vzfs umount' ends it.
+
+Host files are taken as static while mounted, so the kernel caches entries
+and attributes for an hour; --revalidate shortens that.
+
+The mount is refused (exit 2) when the mountpoint is missing, is not a
+directory, is already a vzfs mount or holds a dead mount ("transport
+endpoint is not connected"; --force clears it), when the spec has errors,
+and when spec entries are missing on the host (--skip-missing warns
+instead).`,
+		Example: `  vzfs ldd -o ls.spec ls
+  mkdir -p /tmp/view && vzfs mount ls.spec /tmp/view
+  chroot /tmp/view /usr/bin/ls /
+  vzfs umount /tmp/view
+
+  # python with its standard library, in the foreground, logging to a file
+  vzfs mount -f --log-file /tmp/vzfs.log py.spec /srv/py`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.revalidateSet = cmd.Flags().Changed("revalidate")
+			return runMount(cmd, g, o, args[0], args[1])
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&o.foreground, "foreground", "f", false, "serve in the foreground instead of as a daemon")
+	f.DurationVar(&o.revalidate, "revalidate", 0, "how long the kernel may cache entries and attributes (default 1h)")
+	f.BoolVar(&o.suid, "suid", false, "honour setuid and setgid bits (default nosuid)")
+	f.BoolVar(&o.dev, "dev", false, "allow device nodes (default nodev)")
+	f.BoolVar(&o.skipMissing, "skip-missing", false, "warn about spec entries missing on the host instead of refusing")
+	f.BoolVar(&o.force, "force", false, "clear a dead mount on MOUNTPOINT first")
+	f.BoolVar(&o.noPassthrough, "no-passthrough", false, "read file data through the daemon even when the kernel offers FUSE passthrough")
+	f.IntVar(&o.readyFd, "ready-fd", -1, "internal: report readiness of the daemon on this fd")
+	_ = f.MarkHidden("ready-fd")
+	return cmd
+}
+
+func runMount(cmd *cobra.Command, g *globalOpts, o *mountOpts, specArg, mntArg string) error {
+	specPath, err := filepath.Abs(specArg)
+	if err != nil {
+		return usageErr(err)
+	}
+	mnt, err := prepareMountpoint(mntArg, o.force, g.log)
+	if err != nil {
+		if o.readyFd >= 0 {
+			reportReady(o.readyFd, err)
+		}
+		return err
+	}
+	if !o.foreground && o.readyFd < 0 {
+		return startDaemon(cmd, g, o, specPath, mnt)
+	}
+	err = serve(g, o, specPath, mnt)
+	if o.readyFd >= 0 && err != nil {
+		reportReady(o.readyFd, err)
+	}
+	return err
+}
+
+// prepareMountpoint checks the mountpoint and, with force, clears a dead
+// mount on it.
+func prepareMountpoint(mnt string, force bool, log *zap.Logger) (string, error) {
+	abs, err := fs.CheckMountpoint(mnt)
+	var me *fs.MountError
+	if errors.As(err, &me) && me.Kind == fs.MountpointStale && force {
+		log.Info("clearing dead mount", zap.String("mountpoint", abs))
+		if uerr := fs.Unmount(abs, false); uerr != nil {
+			if uerr = fs.Unmount(abs, true); uerr != nil {
+				return "", failErr(fmt.Errorf("clearing dead mount: %w", uerr))
+			}
+		}
+		removePidFile(abs)
+		abs, err = fs.CheckMountpoint(mnt)
+	}
+	if errors.As(err, &me) {
+		var hints []string
+		if me.Hint != "" {
+			hints = append(hints, me.Hint)
+		}
+		return "", usageErr(err, hints...)
+	}
+	if err != nil {
+		return "", usageErr(err)
+	}
+	return abs, nil
+}
+
+// serve mounts and serves until unmounted or signalled. It is the daemon's
+// body, and the whole command with -f.
+func serve(g *globalOpts, o *mountOpts, specPath, mnt string) error {
+	log := g.log
+	s, err := spec.ParseFile(specPath)
+	if err != nil {
+		return usageErr(err)
+	}
+	if s.Torn > 0 {
+		log.Warn("spec ends in a torn line, ignored", zap.String("spec", specPath), zap.Int("line", s.Torn))
+	}
+	t, err := fs.NewTree(s, fs.TreeOptions{SkipMissing: o.skipMissing})
+	var miss *fs.MissingError
+	if errors.As(err, &miss) {
+		return usageErr(err, missingHints(miss)...)
+	}
+	if err != nil {
+		return usageErr(err)
+	}
+	if t.Len() > 100_000 {
+		// Building a big tree leaves the spec and the build tables as
+		// garbage; hand it back now, so the daemon's resident memory at
+		// rest is the tree's.
+		s = nil
+		runtime.GC()
+		debug.FreeOSMemory()
+	}
+	for _, m := range t.Missing() {
+		log.Warn("spec entry missing on the host, skipped", zap.String("path", m.Path), zap.Error(m.Err))
+	}
+	for _, p := range t.Unreachable() {
+		log.Warn("spec entry lies below a host symlink; add the link's target to the spec", zap.String("path", p))
+	}
+	timeout := o.revalidate
+	if o.revalidateSet && timeout == 0 {
+		timeout = -1 // asked for no caching at all; 0 means the default
+	}
+	srv, err := fs.Mount(mnt, t, fs.MountOptions{
+		FsName:        specPath,
+		Timeout:       timeout,
+		Suid:          o.suid,
+		Dev:           o.dev,
+		NoPassthrough: o.noPassthrough,
+		Logger:        log,
+	})
+	var me *fs.MountError
+	if errors.As(err, &me) {
+		if me.Hint == "" {
+			return usageErr(err)
+		}
+		return usageErr(err, me.Hint)
+	}
+	if err != nil {
+		return failErr(err)
+	}
+	log.Info("mounted", zap.String("spec", specPath), zap.String("mountpoint", mnt), zap.Int("nodes", t.Len()), zap.Bool("passthrough", srv.Passthrough()))
+	writePidFile(mnt, log)
+	defer removePidFile(mnt)
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	if o.readyFd >= 0 {
+		reportReady(o.readyFd, nil)
+	}
+	select {
+	case <-srv.Done():
+		log.Info("unmounted from outside", zap.String("mountpoint", mnt))
+	case sig := <-sigs:
+		log.Info("signal: unmounting", zap.Stringer("signal", sig))
+		if err := srv.Unmount(); err != nil {
+			// Busy: detach it, so the daemon can go; the kernel frees
+			// the mount when its last user leaves.
+			log.Warn("mount busy, detaching it", zap.Error(err))
+			if err := fs.Unmount(mnt, true); err != nil {
+				return failErr(fmt.Errorf("unmounting %s: %w", mnt, err))
+			}
+			srv.Wait()
+		}
+	}
+	return nil
+}
+
+func missingHints(m *fs.MissingError) []string {
+	const show = 50
+	var h []string
+	for i, e := range m.Entries {
+		if i == show {
+			h = append(h, fmt.Sprintf("... and %d more", len(m.Entries)-show))
+			break
+		}
+		h = append(h, "missing: "+e.Path)
+	}
+	return append(h, "remove them from the spec, or pass --skip-missing to mount without them")
+}
+
+// Readiness protocol between 'vzfs mount' and its daemon child, over a
+// pipe: one line "OK", or "ERR <exit code>" followed by the error line and
+// hint lines. EOF without either means the child died.
+
+// reportReady tells the waiting parent how the mount went, then closes the
+// pipe so a second report cannot happen.
+func reportReady(fd int, err error) {
+	f := os.NewFile(uintptr(fd), "ready")
+	if f == nil {
+		return
+	}
+	defer f.Close()
+	if err == nil {
+		fmt.Fprintf(f, "OK\n")
+		return
+	}
+	code := exitFailure
+	var hints []string
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code, hints = ee.code, ee.hints
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "ERR %d\n%s\n", code, oneLine(err.Error()))
+	for _, h := range hints {
+		b.WriteString(oneLine(h) + "\n")
+	}
+	_, _ = io.WriteString(f, b.String())
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
+
+// startDaemon re-executes vzfs as a session leader that serves the mount,
+// and returns once it reports the mount live (or failed).
+func startDaemon(cmd *cobra.Command, g *globalOpts, o *mountOpts, specPath, mnt string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return failErr(fmt.Errorf("finding the vzfs binary: %w", err))
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return failErr(err)
+	}
+	defer r.Close()
+	args := []string{"--log-level", g.logLevel, "--log-format", g.logFormat}
+	if g.logFile != "" {
+		lf, err := filepath.Abs(g.logFile)
+		if err != nil {
+			return usageErr(err)
+		}
+		args = append(args, "--log-file", lf)
+	}
+	args = append(args, "mount", "--ready-fd", "3")
+	if o.revalidateSet {
+		args = append(args, "--revalidate", o.revalidate.String())
+	}
+	for name, on := range map[string]bool{"suid": o.suid, "dev": o.dev, "skip-missing": o.skipMissing, "no-passthrough": o.noPassthrough} {
+		if on {
+			args = append(args, "--"+name)
+		}
+	}
+	args = append(args, "--", specPath, mnt)
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return failErr(err)
+	}
+	defer devnull.Close()
+	child := exec.Command(exe, args...)
+	child.Dir = "/" // hold no directory busy
+	child.Stdin, child.Stdout, child.Stderr = devnull, devnull, devnull
+	child.ExtraFiles = []*os.File{w}
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := child.Start(); err != nil {
+		w.Close()
+		return failErr(fmt.Errorf("starting the mount daemon: %w", err))
+	}
+	w.Close()
+	pid := child.Process.Pid
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+
+	br := bufio.NewReader(r)
+	status, _ := br.ReadString('\n')
+	status = strings.TrimSpace(status)
+	switch {
+	case status == "OK":
+		fmt.Fprintf(cmd.OutOrStdout(), "mounted %s on %s (daemon pid %d)\n", specPath, mnt, pid)
+		return nil
+	case strings.HasPrefix(status, "ERR "):
+		code, _ := strconv.Atoi(strings.TrimPrefix(status, "ERR "))
+		msg, _ := br.ReadString('\n')
+		var hints []string
+		for {
+			h, err := br.ReadString('\n')
+			if h = strings.TrimSpace(h); h != "" {
+				hints = append(hints, h)
+			}
+			if err != nil {
+				break
+			}
+		}
+		<-exited
+		e := errors.New(strings.TrimSpace(msg))
+		if code == exitUsage {
+			return usageErr(e, hints...)
+		}
+		return failErr(e, hints...)
+	default:
+		werr := <-exited
+		hint := "run with -f to see the daemon's output"
+		if g.logFile != "" {
+			hint = "see the daemon's log in " + g.logFile
+		}
+		return failErr(fmt.Errorf("mount daemon exited before the mount was live: %v", werr), hint)
+	}
+}
+
+// The daemon of a mount is found through a pid file named after the
+// mountpoint, under /run/vzfs/mounts (root) or the user's runtime dir.
+
+func pidDir() string {
+	if os.Geteuid() == 0 {
+		return "/run/vzfs/mounts"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "vzfs", "mounts")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("vzfs-%d", os.Geteuid()), "mounts")
+}
+
+func pidFile(mnt string) string {
+	return filepath.Join(pidDir(), url.PathEscape(mnt)+".pid")
+}
+
+func writePidFile(mnt string, log *zap.Logger) {
+	p := pidFile(mnt)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		log.Warn("cannot write pid file; vzfs umount will not wait for this daemon", zap.Error(err))
+		return
+	}
+	body := fmt.Sprintf("%d\n%s\n", os.Getpid(), mnt)
+	if err := spec.WriteFileAtomic(p, func(w io.Writer) error { _, err := io.WriteString(w, body); return err }); err != nil {
+		log.Warn("cannot write pid file; vzfs umount will not wait for this daemon", zap.Error(err))
+	}
+}
+
+func removePidFile(mnt string) { _ = os.Remove(pidFile(mnt)) }
+
+// daemonPid returns the pid of the daemon serving mnt, if its pid file
+// names a live vzfs process.
+func daemonPid(mnt string) (int, bool) {
+	b, err := os.ReadFile(pidFile(mnt))
+	if err != nil {
+		return 0, false
+	}
+	lines := strings.SplitN(string(b), "\n", 3)
+	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
+	if err != nil || pid <= 0 || len(lines) < 2 || lines[1] != mnt {
+		return 0, false
+	}
+	// The pid may have been reused since: check it is a vzfs serving mnt.
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.Contains(string(cmdline), "\x00mount\x00") || !strings.Contains(string(cmdline), "\x00"+mnt) {
+		return 0, false
+	}
+	return pid, true
+}
+
+// waitGone waits up to d for process pid to exit.
+func waitGone(pid int, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
+			return true
+		}
+		// A zombie child of ours would never go; we are not its parent,
+		// so check its state too.
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			if i := strings.LastIndexByte(string(st), ')'); i > 0 && i+2 < len(st) && st[i+2] == 'Z' {
+				return true
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
