@@ -1,0 +1,42 @@
+// Package sandbox runs a command inside the view of a spec: the read-only
+// FUSE view (package fs) as its root, in mount and PID namespaces of its
+// own, so that the command sees exactly the spec and the host sees nothing
+// of the sandbox. It is what 'vzfs run' calls.
+//
+// # Processes
+//
+// Run is the caller's side. It checks what it can (root, FUSE, overlayfs,
+// the spec and bind sources) and starts the init: the same binary,
+// re-executed (Options.Init) into a command that calls Init, in a new
+// mount namespace and as PID 1 of a new PID namespace, with a parent-death
+// signal. Namespaces are made at clone time rather than with unshare(2)
+// in-process, because Go's threads would not all follow.
+//
+// Init is the sandbox's side. It serves the view over FUSE from its own
+// goroutines, mounts what the command sees, starts the command chrooted
+// into the view, passes signals on and reaps. When the command ends, it
+// kills what is left, unmounts and exits with the command's status. If
+// Run is killed, even by SIGKILL, the init is killed with it; the kernel
+// then kills every process in the PID namespace and drops every mount with
+// the mount namespace, so nothing outlives vzfs.
+//
+// # The sandbox
+//
+// The root is the view, or with Writable an overlayfs of the view under a
+// tmpfs. /proc is a fresh proc of the PID namespace; /dev is a minimal
+// tmpfs (null, zero, full, random, urandom, tty, its own pts and a shm),
+// read-only once built; /sys is read-only; /tmp and /run are empty tmpfs.
+// Binds follow in order. Every mount inside the root is made on a
+// descriptor opened with RESOLVE_IN_ROOT, so a symlink in the view never
+// points a mount out to the host. All of it lives below ScratchDir in the
+// init's namespace only.
+//
+// # Errors
+//
+// Run returns *Error for failures of the sandbox itself, with the exit
+// code vzfs should end with: ExitUsage when nothing could run (not root,
+// missing spec or bind source, spec errors, no overlayfs), ExitNotFound
+// and ExitCannotRun when the command is not in the sandbox or cannot be
+// executed, ExitFailure otherwise. The command's own status is Run's int
+// result.
+package sandbox
