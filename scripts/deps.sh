@@ -17,11 +17,15 @@ declare -A need=(
   [setpriv]=util-linux
 )
 
+# Packages checked by name: static libc for the resolver's static-binary
+# tests, and OCI tools the freeze tests read images back with.
+packages=(libc6-dev skopeo umoci)
+
 missing=()
 for cmd in "${!need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
 done
-for pkg in "$@"; do
+for pkg in "${packages[@]}" "$@"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 
