@@ -263,3 +263,28 @@ func TestAppenderRepairsTornLine(t *testing.T) {
 		t.Fatalf("Paths = %q", got)
 	}
 }
+
+func TestMergeFile(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "m.spec")
+	// A missing file is created.
+	if err := MergeFile(name, New(Entry{Path: "/b"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := MergeFile(name, New(Entry{Path: "/a"}, Entry{Path: "/b"})); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(name)
+	if string(data) != "/a\n/b\n" {
+		t.Fatalf("merged file %q", data)
+	}
+	// A broken file is an error naming it, and is left alone.
+	if err := os.WriteFile(name, []byte("/a\nrel\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := MergeFile(name, New(Entry{Path: "/c"})); err == nil || !strings.Contains(err.Error(), name+":2:") {
+		t.Fatalf("error = %v, want one naming %s:2", err, name)
+	}
+	if data, _ := os.ReadFile(name); string(data) != "/a\nrel\n" {
+		t.Fatalf("broken file rewritten: %q", data)
+	}
+}

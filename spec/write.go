@@ -2,6 +2,7 @@ package spec
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -155,3 +156,18 @@ func (a *Appender) Sync() error { return a.f.Sync() }
 
 // Close closes the file.
 func (a *Appender) Close() error { return a.f.Close() }
+
+// MergeFile adds s's entries to the spec file name and writes it back
+// atomically; a missing file is created. It is how commands implement
+// --append.
+func MergeFile(name string, s *Spec) error {
+	old, err := ParseFile(name)
+	switch {
+	case err == nil:
+		old.Merge(s)
+		s = old
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	return s.WriteFile(name)
+}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vzfs/vzfs/resolver"
-	"github.com/vzfs/vzfs/spec"
 )
 
 func init() { register(newLddCmd) }
@@ -113,23 +111,8 @@ func runLdd(g *globalOpts, o *lddOpts, args []string, stdout, stderr io.Writer) 
 		return usageErr(err)
 	}
 	out := res.Spec
-	if o.appendTo {
-		old, err := spec.ParseFile(o.output)
-		switch {
-		case err == nil:
-			old.Merge(out)
-			out = old
-		case errors.Is(err, os.ErrNotExist):
-		default:
-			return failErr(err)
-		}
-	}
-	if o.output != "" {
-		if err := out.WriteFile(o.output); err != nil {
-			return failErr(err)
-		}
-	} else if err := out.Write(stdout); err != nil {
-		return failErr(err)
+	if err := writeSpec(out, o.output, o.appendTo, stdout); err != nil {
+		return err
 	}
 	if o.explain {
 		w := stderr

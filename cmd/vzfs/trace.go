@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -190,17 +189,6 @@ func runTrace(ctx context.Context, g *globalOpts, o *traceOpts, argv []string, s
 		g.log.Warn("some traced paths could not be followed; the spec may be incomplete", zap.Error(err))
 	}
 	out := res.Spec
-	if o.appendTo {
-		old, err := spec.ParseFile(o.output)
-		switch {
-		case err == nil:
-			old.Merge(out)
-			out = old
-		case errors.Is(err, os.ErrNotExist):
-		default:
-			return failErr(err)
-		}
-	}
 	if o.misses != "" {
 		m := &spec.Spec{}
 		for _, p := range tr.Misses {
@@ -212,12 +200,8 @@ func runTrace(ctx context.Context, g *globalOpts, o *traceOpts, argv []string, s
 			return failErr(err)
 		}
 	}
-	if o.output != "" {
-		if err := out.WriteFile(o.output); err != nil {
-			return failErr(err)
-		}
-	} else if err := out.Write(stdout); err != nil {
-		return failErr(err)
+	if err := writeSpec(out, o.output, o.appendTo, stdout); err != nil {
+		return err
 	}
 	if status != 0 {
 		g.log.Warn("the command failed; the spec covers only what it did before failing",
