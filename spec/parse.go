@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // MaxLineLen bounds one line of a spec. PATH_MAX is 4096 bytes, and quoting
@@ -68,7 +69,10 @@ func Parse(r io.Reader) (*Spec, error) {
 
 // ParseFile reads the spec at name. Errors name the file and line.
 func ParseFile(name string) (*Spec, error) {
-	f, err := os.Open(name)
+	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+	// writer forever, before the check below could refuse it. It has no
+	// effect on the regular files that pass that check.
+	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +152,8 @@ func parseLine(raw []byte) (e Entry, ok bool, err error) {
 }
 
 // Validate checks that p is a clean absolute path as a spec line requires.
+// A last component "**" is refused too: written out, it would read back as
+// a subtree line, and the format has no way to say otherwise.
 func Validate(p string) error {
 	switch {
 	case p == "":
@@ -161,13 +167,22 @@ func Validate(p string) error {
 	case strings.HasSuffix(p, "/"):
 		return fmt.Errorf("trailing slash in %q", p)
 	}
-	for _, c := range strings.Split(p[1:], "/") {
+	// Walk the components without splitting: Write validates every entry.
+	for rest := p[1:]; ; {
+		c, tail, more := strings.Cut(rest, "/")
 		switch c {
 		case "":
 			return fmt.Errorf("empty component in %q", p)
 		case ".", "..":
 			return fmt.Errorf("%q component in %q", c, p)
+		case "**":
+			if !more {
+				return fmt.Errorf("%q ends in a file named \"**\", which a spec cannot name: it reads as a subtree", p)
+			}
 		}
+		if !more {
+			return nil
+		}
+		rest = tail
 	}
-	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -94,19 +95,37 @@ func TestParseFileNamesFileAndLine(t *testing.T) {
 func TestParseFileRejectsFIFO(t *testing.T) {
 	name := filepath.Join(t.TempDir(), "fifo.spec")
 	if err := syscall.Mkfifo(name, 0o644); err != nil {
-		t.Skipf("mkfifo: %v", err)
+		t.Fatalf("mkfifo: %v", err)
 	}
-	// Opening a FIFO for reading blocks until a writer comes; open a writer
-	// so the test fails rather than hangs if ParseFile reads it.
-	go func() {
-		f, err := os.OpenFile(name, os.O_WRONLY, 0)
-		if err == nil {
-			f.Close()
+	// No writer ever comes: a plain open would block forever.
+	done := make(chan error, 1)
+	go func() { _, err := ParseFile(name); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("error = %v, want 'not a regular file'", err)
 		}
-	}()
-	_, err := ParseFile(name)
-	if err == nil || !strings.Contains(err.Error(), "not a regular file") {
-		t.Fatalf("error = %v, want 'not a regular file'", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("ParseFile hangs on a FIFO")
+	}
+}
+
+func TestStarStarFileIsRefused(t *testing.T) {
+	// A plain entry for a file named "**" would be written as a subtree
+	// line; Write refuses it, and Parse never makes one.
+	var buf bytes.Buffer
+	if err := New(Entry{Path: "/etc/**"}).Write(&buf); err == nil {
+		t.Fatalf("Write accepted a file named **: %q", buf.String())
+	}
+	if err := Validate("/a/**/b"); err != nil {
+		t.Errorf("a middle ** component is a plain name: %v", err)
+	}
+	s, err := Parse(strings.NewReader("/etc/**\n"))
+	if err != nil || !s.Has(Entry{Path: "/etc", Subtree: true}) {
+		t.Fatalf("'/etc/**' = %+v, %v; want the subtree of /etc", s, err)
+	}
+	if _, err := Parse(strings.NewReader("/etc/**/**\n")); err == nil {
+		t.Fatal("'/etc/**/**' accepted: it names a subtree below a file named **")
 	}
 }
 

@@ -44,6 +44,11 @@ func formatLine(e Entry) string {
 func (s *Spec) Write(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	for _, e := range s.Entries {
+		// An invalid entry would read back as something else, or not at
+		// all; refuse it rather than write a spec that lies.
+		if err := Validate(e.Path); err != nil {
+			return fmt.Errorf("writing spec: %w", err)
+		}
 		bw.WriteString(formatLine(e))
 		bw.WriteByte('\n')
 	}
