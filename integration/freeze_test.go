@@ -626,3 +626,25 @@ func TestFreezeDiskFull(t *testing.T) {
 		}
 	}
 }
+
+// TestFreezeMissingEntries: entries missing on the host are all listed,
+// the exit is 2 as for mount and run, and no DEST appears.
+func TestFreezeMissingEntries(t *testing.T) {
+	dir := t.TempDir()
+	specFile := filepath.Join(dir, "s.spec")
+	writeFile(t, specFile, "/usr/bin/true\n/nope/a\n/nope/b\n", 0o644)
+	dest := filepath.Join(dir, "out")
+	r := runVzfs(t, "freeze", "--no-resolve", specFile, dest)
+	if r.code != 2 || !strings.Contains(r.stderr, "/nope/a") || !strings.Contains(r.stderr, "/nope/b") || !strings.Contains(r.stderr, specFile) {
+		t.Fatalf("exit %d, stderr:\n%s\nwant exit 2 naming the spec and both entries", r.code, r.stderr)
+	}
+	if _, err := os.Lstat(dest); !os.IsNotExist(err) {
+		t.Errorf("DEST exists after a refused freeze: %v", err)
+	}
+	if r := runVzfs(t, "freeze", "--no-resolve", "--skip-missing", specFile, dest); r.code != 0 {
+		t.Fatalf("--skip-missing: exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "usr/bin/true")); err != nil {
+		t.Errorf("--skip-missing did not freeze the rest: %v", err)
+	}
+}

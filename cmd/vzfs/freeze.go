@@ -47,13 +47,15 @@ func newFreezeCmd(g *globalOpts) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "freeze [flags] SPEC DEST | --tar FILE SPEC | --oci FILE.tar|DIR SPEC",
 		Short: "Write a spec's view out as a directory tree, a tar or an OCI image",
-		Long: `freeze writes out exactly what 'vzfs mount' would serve for SPEC: every entry
-with its ancestor directories, and the host subtrees below /** lines.
+		Long: `freeze writes out the view of a spec: every entry with its ancestor
+directories, and the host subtrees below /** lines, walked from the same
+model that 'vzfs mount' serves.
 
 First the spec goes through the same closure as 'vzfs ldd' (libraries,
 symlinks, interpreters, and the --with extras), so a hand-written spec gets
-what its programs load; the added entries are logged. --no-resolve freezes
-the spec as it is.
+what its programs load; the added entries are logged. The result is then
+what 'vzfs mount' would serve for the completed spec. --no-resolve freezes
+the spec exactly as it is, as 'vzfs mount' serves it.
 
 A directory tree (DEST) keeps content, mode (setuid, setgid, sticky too),
 owner, times, xattrs (security.capability too), holes in sparse files, hard
@@ -219,7 +221,8 @@ func runFreeze(g *globalOpts, o *freezeOpts, args []string, stdout, stderr io.Wr
 	if err != nil {
 		var me *vfs.MissingError
 		if errors.As(err, &me) {
-			return failErr(fmt.Errorf("%s: %w", args[0], err), "pass --skip-missing to freeze without them")
+			// Exit 2, as for mount and run: nothing was written.
+			return usageErr(fmt.Errorf("%s: %w", args[0], err), "pass --skip-missing to freeze without them")
 		}
 		return failErr(fmt.Errorf("%s: %w", args[0], err))
 	}

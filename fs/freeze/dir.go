@@ -379,6 +379,14 @@ func (w *dirWriter) File(e *Entry) error {
 // the host path cannot make it link something else. false means "copy it
 // instead".
 func (w *dirWriter) linkHost(dir int, name string, e *Entry) (bool, error) {
+	// A privileged binary linked into DEST would outlive the host's next
+	// security update of it: the package manager replaces the path, and
+	// the old setuid or capable inode lives on in the tree. Copy those.
+	if e.Stat.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 || hasCapability(e.Xattrs) {
+		w.warnOnce("privileged", "--link hard: setuid, setgid and file-capability binaries are copied, not linked, so that host security updates are not undone in the tree",
+			zap.String("first", e.HostPath))
+		return false, nil
+	}
 	// With O_PATH and O_NOFOLLOW a final symlink is opened itself.
 	src, err := vfs.OpenHost(e.HostPath, unix.O_PATH)
 	if err != nil {
@@ -831,4 +839,13 @@ func (w *dirWriter) cleanup() {
 	if err := removeAllAt(w.parentFd, w.tmp); err != nil {
 		w.log.Warn("cannot remove temporary tree", zap.String("path", filepath.Join(w.parent, w.tmp)), zap.Error(err))
 	}
+}
+
+func hasCapability(xs []Xattr) bool {
+	for _, x := range xs {
+		if x.Name == "security.capability" {
+			return true
+		}
+	}
+	return false
 }

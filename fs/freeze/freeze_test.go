@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -301,19 +302,36 @@ func TestToDirUpdatePlantedSymlink(t *testing.T) {
 	tr := treeOf(t, spec.Entry{Path: src, Subtree: true})
 	dest := filepath.Join(t.TempDir(), "out")
 	victim := t.TempDir()
-	first := strings.Split(strings.TrimPrefix(src, "/"), "/")[0]
+	first, rest, _ := strings.Cut(strings.TrimPrefix(src, "/"), "/")
 	if err := os.Mkdir(dest, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(victim, filepath.Join(dest, first)); err != nil {
 		t.Fatal(err)
 	}
+	// Behind the link sits a perfect old tree: same sizes, times, modes.
+	// An update that followed the link would reuse (hard-link) its files,
+	// or write into it.
+	bait := filepath.Join(victim, rest)
+	if err := os.MkdirAll(filepath.Dir(bait), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", src, bait).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = os.Chmod(filepath.Join(bait, "ro"), 0o755) })
+	before := listTree(t, victim)
 	if _, err := ToDir(tr, dest, DirOptions{Update: true}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Chmod(filepath.Join(dest, src, "ro"), 0o755) })
-	if ents, _ := os.ReadDir(victim); len(ents) != 0 {
-		t.Errorf("freeze wrote through the planted symlink: %v", ents)
+	if after := listTree(t, victim); after != before {
+		t.Errorf("freeze changed the tree behind the planted symlink:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	for _, f := range []string{"bin/plain", "bin/tool", "sparse"} {
+		if ino(t, filepath.Join(dest, src, f)) == ino(t, filepath.Join(bait, f)) {
+			t.Errorf("%s was reused from behind the planted symlink", f)
+		}
 	}
 	if fi, err := os.Lstat(filepath.Join(dest, first)); err != nil || !fi.IsDir() {
 		t.Errorf("planted symlink not replaced by a directory: %v", err)
@@ -330,11 +348,16 @@ func TestToDirLinkHard(t *testing.T) {
 	}
 	out := filepath.Join(dest, src)
 	t.Cleanup(func() { _ = os.Chmod(filepath.Join(out, "ro"), 0o755) })
-	if s.Linked != 4 || s.Copied != 0 {
-		t.Errorf("stats %+v: want 4 linked", s)
+	// The setuid bin/tool is copied: a link would keep the old inode alive
+	// in the tree after a host security update.
+	if s.Linked != 3 || s.Copied != 1 {
+		t.Errorf("stats %+v: want 3 linked, 1 copied", s)
 	}
 	if ino(t, filepath.Join(out, "sparse")) != ino(t, filepath.Join(src, "sparse")) {
 		t.Error("--link hard did not share the host inode")
+	}
+	if ino(t, filepath.Join(out, "bin/tool")) == ino(t, filepath.Join(src, "bin/tool")) {
+		t.Error("--link hard linked a setuid binary")
 	}
 	compareTrees(t, src, out)
 }
@@ -533,4 +556,22 @@ func TestDestErrNamesDiskFull(t *testing.T) {
 	if !errors.Is(err, ErrDiskFull) || !strings.Contains(err.Error(), "/srv/out") {
 		t.Errorf("destErr(ENOSPC) = %v", err)
 	}
+}
+
+// listTree describes every entry below root: path, mode, size, inode.
+func listTree(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		fmt.Fprintf(&b, "%s %v %d %d\n", strings.TrimPrefix(p, root), fi.Mode(), fi.Size(), st.Ino)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
