@@ -27,9 +27,29 @@
 // file's data. When the kernel allows FUSE passthrough, reads bypass the
 // daemon entirely.
 //
+// # Learn mode
+//
+// With MountOptions.Learn, the view also serves what the spec lacks: a
+// name looked up in a tree directory (or in a directory learned before)
+// that the host has is handed to the Learner, then served from the host;
+// a learned directory behaves like a "/**" one, except that every name
+// looked up in it is learned too. A name that exists nowhere is a miss.
+// Tree directories list their host directory whole, with the host's
+// types, but a listing records nothing: only lookups do. Negative entries
+// are not cached, so every miss reaches the Learner. NeverLearned trees
+// (/proc, /sys, /dev, /run, /tmp) and the mountpoint itself are never
+// served. Learned nodes are dynamic nodes like those below "/**": their
+// inode numbers come from the host, and the kernel may forget them.
+//
+// SpecLearner is the Learner that appends to the spec file, one write(2)
+// per line before the lookup is answered, and rewrites it sorted at Close;
+// it holds SPEC.lock (flock) meanwhile, so a second learner of the same
+// spec gets a *LockedError.
+//
 // # Errors
 //
 // NewTree returns *MissingError when spec entries are missing on the host.
 // Mount returns *MountError with a Kind saying what is wrong with the
 // mountpoint (missing, not a directory, already a vzfs mount, stale).
+// NewSpecLearner returns *LockedError when another learner holds the spec.
 package fs

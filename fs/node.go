@@ -2,6 +2,7 @@ package fs
 
 import (
 	"container/list"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,7 @@ type dynNode struct {
 	key     hostKey
 	typ     uint32 // S_IFMT bits
 	lookups uint64 // kernel references; freed at 0
+	learned bool   // served because learn mode recorded it: its children are learned too
 }
 
 // backing is one registered passthrough file, shared by all opens of a node:
@@ -69,6 +71,8 @@ type rawFS struct {
 
 	entryTO, attrTO, negTO time.Duration
 
+	learn Learner // nil unless in learn mode
+
 	passthrough  atomic.Bool
 	ptWarnOnce   sync.Once
 	handleNumber counter
@@ -100,6 +104,7 @@ func newRawFS(t *Tree, mnt string, o MountOptions) *rawFS {
 		entryTO:       to,
 		attrTO:        to,
 		negTO:         to,
+		learn:         o.Learn,
 		dyn:           map[uint64]*dynNode{},
 		dynByID:       map[hostKey]uint64{},
 		nextDyn:       dynBase,
@@ -107,6 +112,11 @@ func newRawFS(t *Tree, mnt string, o MountOptions) *rawFS {
 		handles:       map[uint64]*handle{},
 		backing:       map[uint64]*backing{},
 		idle:          list.New(),
+	}
+	if r.learn != nil {
+		// A negative entry cached by the kernel would hide a miss, or a
+		// name learned later, from the learner.
+		r.negTO = 0
 	}
 	r.passthrough.Store(!o.NoPassthrough)
 	return r
@@ -125,6 +135,7 @@ type target struct {
 	static   bool // a tree node
 	hostList bool // listed and looked up in the host directory
 	synth    bool // a synthetic directory with no host entry
+	learned  bool // a learned host directory: names looked up in it are learned
 }
 
 // resolve finds what nodeID names, or ok=false for an ID the kernel should
@@ -149,7 +160,7 @@ func (r *rawFS) resolve(nodeID uint64) (tg target, ok bool) {
 	r.mu.Lock()
 	d := r.dyn[nodeID]
 	if d != nil {
-		tg = target{path: d.path, typ: d.typ, key: d.key, hostList: d.typ == unix.S_IFDIR}
+		tg = target{path: d.path, typ: d.typ, key: d.key, hostList: d.typ == unix.S_IFDIR, learned: d.learned}
 	}
 	r.mu.Unlock()
 	return tg, d != nil
@@ -170,6 +181,16 @@ func (r *rawFS) expectedKey(n Node) hostKey {
 // isMountpoint reports whether host path p is the view's own mountpoint,
 // which must never be served: the daemon would look up its own mount.
 func (r *rawFS) isMountpoint(p string) bool { return p == r.mnt }
+
+// unlearnable reports whether learn mode must neither serve nor record
+// host path p: the mountpoint and anything inside it (a lookup there would
+// come back into this daemon and deadlock it), and NeverLearned trees.
+func (r *rawFS) unlearnable(p string) bool {
+	if p == r.mnt || (strings.HasPrefix(p, r.mnt) && len(p) > len(r.mnt) && p[len(r.mnt)] == '/') {
+		return true
+	}
+	return NeverLearned(p)
+}
 
 // statAt lstats host path p with no symlink followed on the way: the parent
 // directory is opened with OpenHost rules, then the name is stat'ed in it.

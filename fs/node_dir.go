@@ -1,7 +1,10 @@
 package fs
 
 import (
+	"slices"
+
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,7 +70,11 @@ func (r *rawFS) listDir(nodeID uint64) ([]dirEntry, fuse.Status) {
 	}
 	n := tg.node
 	k := r.t.NumChildren(n)
-	list := make([]dirEntry, 0, k)
+	var list []dirEntry
+	if r.learn != nil && !tg.synth {
+		list = r.listHostExtra(tg)
+	}
+	list = slices.Grow(list, k)
 	for i := 0; i < k; i++ {
 		c := r.t.ChildAt(n, i)
 		name := r.t.Name(c)
@@ -140,3 +147,36 @@ func (r *rawFS) ReleaseDir(in *fuse.ReleaseIn) {
 
 // FsyncDir has nothing to sync.
 func (r *rawFS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status { return fuse.OK }
+
+// listHostExtra lists, for learn mode, the entries of a tree directory's
+// host directory that the tree lacks, with the host's types: a program
+// must see every name it could look up. Nothing is recorded; only a
+// lookup of a name is. Names that learn mode would refuse to serve are
+// left out, and a host directory that is gone or replaced lists nothing.
+func (r *rawFS) listHostExtra(tg target) []dirEntry {
+	fd, err := openHostFd(tg.path, unix.O_RDONLY|unix.O_DIRECTORY)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || (hostKey{st.Dev, st.Ino}) != tg.key {
+		return nil
+	}
+	ents, err := readDirents(fd)
+	if err != nil {
+		r.log.Warn("listing a host directory for learn mode", zap.String("path", tg.path), zap.Error(err))
+		return nil
+	}
+	var list []dirEntry
+	for _, e := range ents {
+		if _, inTree := r.t.Child(tg.node, e.name); inTree {
+			continue
+		}
+		if r.unlearnable(join(tg.path, e.name)) {
+			continue
+		}
+		list = append(list, dirEntry{name: e.name, typ: uint32(e.typ) << 12, ino: r.ino(hostKey{st.Dev, e.ino})})
+	}
+	return list
+}

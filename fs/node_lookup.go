@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,6 +27,9 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 	}
 	n, ok := r.t.Child(parent.node, name)
 	if !ok {
+		if r.learn != nil && !parent.synth {
+			return r.lookupHost(target{path: parent.path, learned: true}, name, out)
+		}
 		return r.negative(out)
 	}
 	child := target{path: r.t.HostPath(n), typ: r.t.Type(n), node: n, static: true,
@@ -55,7 +59,7 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 	}
 	r.setEntry(out, uint64(n)+1)
 	r.fillAttr(&out.Attr, &st)
-	if child.typ == unix.S_IFDIR && !child.hostList {
+	if child.typ == unix.S_IFDIR && !child.hostList && r.learn == nil {
 		out.Attr.Nlink = r.dirNlink(n)
 	}
 	return fuse.OK
@@ -76,31 +80,49 @@ func (r *rawFS) noteIdentity(n Node, k hostKey) {
 }
 
 // lookupHost looks name up in the host directory of parent, below a "/**"
-// node, and hands out a dynamic node ID for it.
+// node or in learn mode, and hands out a dynamic node ID for it. When
+// parent is learned (a tree directory the spec does not cover whole, or a
+// directory learned before), the name is recorded before it is answered,
+// and a name that is not there is a miss.
 func (r *rawFS) lookupHost(parent target, name string, out *fuse.EntryOut) fuse.Status {
 	p := join(parent.path, name)
 	if r.isMountpoint(p) {
 		return r.negative(out)
 	}
+	learn := parent.learned && r.learn != nil
+	if learn && r.unlearnable(p) {
+		return r.negative(out)
+	}
 	var st unix.Stat_t
 	if err := statAt(p, &st); err != nil {
 		if isGone(err) {
+			if learn {
+				r.learn.Miss(p)
+			}
 			return r.negative(out)
 		}
 		return errno(err)
+	}
+	if learn {
+		if err := r.learn.Learn(p); err != nil {
+			// Never serve what is not recorded: the spec would lack
+			// what the program was given.
+			r.log.Error("cannot record a learned path; failing its lookup", zap.String("path", p), zap.Error(err))
+			return fuse.EIO
+		}
 	}
 	k := hostKey{st.Dev, st.Ino}
 	typ := st.Mode & unix.S_IFMT
 	r.mu.Lock()
 	id, ok := r.dynByID[k]
-	if ok && r.dyn[id].typ == typ {
+	if ok && r.dyn[id].typ == typ && r.dyn[id].learned == learn {
 		d := r.dyn[id]
 		d.lookups++
 		d.path = p
 	} else {
 		id = r.nextDyn
 		r.nextDyn++
-		r.dyn[id] = &dynNode{path: p, key: k, typ: typ, lookups: 1}
+		r.dyn[id] = &dynNode{path: p, key: k, typ: typ, lookups: 1, learned: learn}
 		r.dynByID[k] = id
 	}
 	r.mu.Unlock()
@@ -153,7 +175,9 @@ func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.At
 		return s
 	}
 	r.fillAttr(&out.Attr, &st)
-	if tg.static && tg.typ == unix.S_IFDIR && !tg.hostList {
+	if tg.static && tg.typ == unix.S_IFDIR && !tg.hostList && r.learn == nil {
+		// In learn mode the directory lists the host's entries, so the
+		// host's count is the true one.
 		out.Attr.Nlink = r.dirNlink(tg.node)
 	}
 	if tg.synth {

@@ -46,6 +46,13 @@ type MountOptions struct {
 	Logger *zap.Logger
 	// Debug logs every FUSE request.
 	Debug bool
+	// Learn turns learn mode on: a name the spec lacks is served from
+	// the host when the host has it, after Learn.Learn recorded it, and
+	// Learn.Miss hears of names that exist nowhere. Listings then show
+	// whole host directories, and negative lookups are not cached, so
+	// every miss reaches the daemon. See NeverLearned for what is never
+	// served.
+	Learn Learner
 }
 
 // MountErrorKind says what is wrong with a mountpoint.
@@ -288,6 +295,11 @@ func fuseOptions(o MountOptions) *fuse.MountOptions {
 		// most listings (ls, shell globs, python's import scans) never
 		// need those attributes, and lookups fetch them on demand.
 		DisableReadDirPlus: true,
+		// Symlinks are as static as everything else while mounted: let
+		// the kernel keep their targets instead of asking on every path
+		// walk through one (/lib, /bin and every realpath() of gcc's).
+		// --revalidate asks for changes to show, so not then.
+		EnableSymlinkCaching: o.Timeout == 0,
 		// Reads may run in parallel on one file; the host file does not
 		// care.
 		MaxBackground: 64,

@@ -31,6 +31,14 @@
 // points a mount out to the host. All of it lives below ScratchDir in the
 // init's namespace only.
 //
+// # Learn mode
+//
+// With View.Learn the init serves a learning view (fs.MountOptions.Learn)
+// through an fs.SpecLearner it makes itself, since the learner holds the
+// spec's lock and an open file. Teardown waits for the server to stop,
+// then rewrites the spec and logs the report, before the init reports the
+// command's status; a spec another learner holds is ExitUsage.
+//
 // # Errors
 //
 // Run returns *Error for failures of the sandbox itself, with the exit

@@ -97,7 +97,8 @@ type sandbox struct {
 	log     *zap.Logger
 	scratch string // mounted tmpfs, "" until then
 	srv     *fs.Server
-	root    string // the command's root
+	learner *fs.SpecLearner // learn mode only
+	root    string          // the command's root
 	rootFd  int
 }
 
@@ -106,6 +107,19 @@ type sandbox struct {
 // binds.
 func (s *sandbox) setup() *Error {
 	cfg := s.cfg
+	if cfg.View.Learn {
+		// Locked before the spec is read: another learner may be
+		// appending to it.
+		l, err := fs.NewSpecLearner(cfg.Spec, cfg.View.LearnLog)
+		var le *fs.LockedError
+		if errors.As(err, &le) {
+			return usage(err, "wait for the other learning run or mount to end, or learn into a copy of the spec")
+		}
+		if err != nil {
+			return usage(err)
+		}
+		s.learner = l
+	}
 	sp, err := spec.ParseFile(cfg.Spec)
 	if err != nil {
 		return usage(err)
@@ -142,7 +156,11 @@ func (s *sandbox) setup() *Error {
 			return failure(err)
 		}
 	}
-	s.srv, err = fs.Mount(view, t, cfg.View.MountOptions(cfg.Spec, quiet(s.log)))
+	mo := cfg.View.MountOptions(cfg.Spec, quiet(s.log))
+	if s.learner != nil {
+		mo.Learn = s.learner
+	}
+	s.srv, err = fs.Mount(view, t, mo)
 	if err != nil {
 		return failure(fmt.Errorf("mounting the view of %s: %w", cfg.Spec, err))
 	}
@@ -585,20 +603,38 @@ func (s *sandbox) teardown() {
 		unix.Close(s.rootFd)
 		s.rootFd = -1
 	}
-	if s.scratch == "" {
+	if s.scratch != "" {
+		if err := unix.Unmount(s.scratch, unix.MNT_DETACH); err != nil {
+			s.log.Warn("unmounting the sandbox", zap.String("path", s.scratch), zap.Error(err))
+		}
+		s.scratch = ""
+	}
+	mounted := s.srv != nil
+	if s.srv != nil {
+		select {
+		case <-s.srv.Done():
+		case <-time.After(10 * time.Second):
+			s.log.Warn("the view's server did not stop after unmount; exiting anyway")
+		}
+		s.srv = nil
+	}
+	if s.learner != nil {
+		s.closeLearner(mounted)
+		s.learner = nil
+	}
+}
+
+// closeLearner ends learn mode: after a run, the report and the rewrite
+// of the spec, sorted and deduplicated; after a failed setup, only the
+// lock goes. Its lookups have all been answered (the server is done, or
+// Close makes any late one fail), so nothing is lost either way.
+func (s *sandbox) closeLearner(mounted bool) {
+	if !mounted {
+		s.learner.Release()
 		return
 	}
-	if err := unix.Unmount(s.scratch, unix.MNT_DETACH); err != nil {
-		s.log.Warn("unmounting the sandbox", zap.String("path", s.scratch), zap.Error(err))
+	s.learner.LogReport(s.log)
+	if err := s.learner.Close(); err != nil {
+		s.log.Error("learned spec left unsorted; it is valid as appended", zap.Error(err))
 	}
-	s.scratch = ""
-	if s.srv == nil {
-		return
-	}
-	select {
-	case <-s.srv.Done():
-	case <-time.After(5 * time.Second):
-		s.log.Warn("the view's server did not stop after unmount; exiting anyway")
-	}
-	s.srv = nil
 }

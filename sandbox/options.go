@@ -56,8 +56,8 @@ type Options struct {
 // View is the part of fs.MountOptions a sandbox lets the caller choose.
 // The FUSE server runs in the sandbox's init, a separate process, so these
 // are plain values that cross exec; MountOptions turns them into the real
-// thing there. Learn mode, when fs has it, is one more field here and one
-// more line in MountOptions.
+// thing there. The learner of learn mode holds a lock and an open spec, so
+// the init makes its own (fs.NewSpecLearner) from Learn and LearnLog.
 type View struct {
 	// Suid and Dev lift the view's nosuid and nodev.
 	Suid, Dev bool `json:",omitempty"`
@@ -69,6 +69,12 @@ type View struct {
 	// SkipMissing serves a spec whose entries are partly missing on the
 	// host, without them.
 	SkipMissing bool `json:",omitempty"`
+	// Learn serves host paths the spec lacks and appends them to the
+	// spec (fs.MountOptions.Learn).
+	Learn bool `json:",omitempty"`
+	// LearnLog, with Learn, is the file that gets the paths looked up
+	// that exist nowhere; absolute once Run has checked it.
+	LearnLog string `json:",omitempty"`
 }
 
 // MountOptions is the one place a sandbox's view options become

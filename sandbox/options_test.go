@@ -236,6 +236,7 @@ func TestPrepareErrors(t *testing.T) {
 		{Options{Spec: dir, Argv: []string{"true"}}, "is a directory"},
 		{Options{Spec: specFile, Argv: []string{"true"}, Workdir: "rel"}, "--workdir"},
 		{Options{Spec: specFile, Argv: []string{"true"}, Binds: []Bind{{Src: filepath.Join(dir, "gone"), Dst: "/x"}}}, "bind source " + filepath.Join(dir, "gone")},
+		{Options{Spec: specFile, Argv: []string{"true"}, View: View{LearnLog: "misses.txt"}}, "learn mode"},
 	}
 	for _, tt := range tests {
 		_, err := prepare(tt.o)
@@ -252,6 +253,14 @@ func TestPrepareErrors(t *testing.T) {
 	}
 	if cfg.Workdir != "/" || !cfg.Binds[0].Dir || cfg.Binds[1].Dir || cfg.Spec != specFile {
 		t.Errorf("prepare filled in %+v", cfg)
+	}
+	// The init runs in "/": the misses log must reach it absolute.
+	cfg, err = prepare(Options{Spec: specFile, Argv: []string{"true"}, View: View{Learn: true, LearnLog: "misses.txt"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wd, _ := os.Getwd(); cfg.View.LearnLog != filepath.Join(wd, "misses.txt") {
+		t.Errorf("learn log %q is not made absolute", cfg.View.LearnLog)
 	}
 }
 

@@ -193,6 +193,14 @@ func prepare(o Options) (*config, error) {
 	} else if fi.IsDir() {
 		return nil, usage(fmt.Errorf("spec %s: is a directory, not a spec file", o.Spec))
 	}
+	if o.View.LearnLog != "" {
+		if !o.View.Learn {
+			return nil, usage(errors.New("a learn log needs learn mode"), "add --learn")
+		}
+		if o.View.LearnLog, err = filepath.Abs(o.View.LearnLog); err != nil {
+			return nil, usage(err)
+		}
+	}
 	if o.Workdir == "" {
 		o.Workdir = "/"
 	}

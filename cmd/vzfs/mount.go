@@ -34,6 +34,8 @@ type mountOpts struct {
 	skipMissing   bool
 	force         bool
 	noPassthrough bool
+	learn         bool
+	learnLog      string
 	readyFd       int // set in the daemon child: where to report readiness
 	revalidateSet bool
 }
@@ -63,11 +65,35 @@ The mount is refused (exit 2) when the mountpoint is missing, is not a
 directory, is already a vzfs mount or holds a dead mount ("transport
 endpoint is not connected"; --force clears it), when the spec has errors,
 and when spec entries are missing on the host (--skip-missing warns
-instead).`,
+instead).
+
+Learn mode (--learn) lets a program teach the spec what it needs. A name
+the spec lacks is served from the host when the host has it, and recorded:
+appended to SPEC, one line written before the program gets its answer, so
+even a kill -9 of the daemon loses nothing a program was given. A learned
+directory lists and serves the whole host directory below it, recording
+each name that is looked up in it; listing a directory records nothing.
+Names that exist nowhere fail as usual and go to --learn-log. /proc, /sys,
+/dev, /run, /tmp and the mountpoint itself are never served or recorded.
+On unmount SPEC is rewritten sorted and deduplicated (atomically), and the
+log says how many entries were learned and where. One learning mount per
+SPEC: a second one is refused (exit 2) while SPEC.lock is held.
+
+The workflow: start from the static closure, learn once by running the
+test suite in the view, then mount strict and check the suite still passes.`,
 		Example: `  vzfs ldd -o ls.spec ls
   mkdir -p /tmp/view && vzfs mount ls.spec /tmp/view
   chroot /tmp/view /usr/bin/ls /
   vzfs umount /tmp/view
+
+  # learn what a build needs that ldd cannot see (compiler internals,
+  # dlopen'd libraries, locale data), then serve exactly that
+  vzfs ldd -o build.spec make
+  mkdir -p /srv/view && vzfs mount --learn --learn-log misses.txt build.spec /srv/view
+  mount --bind "$PWD" "/srv/view$PWD"   # if $PWD is not in the spec, 'vzfs run' is simpler
+  chroot /srv/view sh -c "cd $PWD && make check"
+  vzfs umount /srv/view                  # rewrites build.spec, logs the report
+  vzfs mount build.spec /srv/view        # strict again
 
   # python with its standard library, in the foreground, logging to a file
   vzfs mount -f --log-file /tmp/vzfs.log py.spec /srv/py`,
@@ -85,6 +111,8 @@ instead).`,
 	f.BoolVar(&o.skipMissing, "skip-missing", false, "warn about spec entries missing on the host instead of refusing")
 	f.BoolVar(&o.force, "force", false, "clear a dead mount on MOUNTPOINT first")
 	f.BoolVar(&o.noPassthrough, "no-passthrough", false, "read file data through the daemon even when the kernel offers FUSE passthrough")
+	f.BoolVar(&o.learn, "learn", false, "serve host paths the spec lacks and append them to SPEC (learn mode)")
+	f.StringVar(&o.learnLog, "learn-log", "", "with --learn: append paths looked up that exist nowhere to this file")
 	f.IntVar(&o.readyFd, "ready-fd", -1, "internal: report readiness of the daemon on this fd")
 	_ = f.MarkHidden("ready-fd")
 	return cmd
@@ -94,6 +122,14 @@ func runMount(cmd *cobra.Command, g *globalOpts, o *mountOpts, specArg, mntArg s
 	specPath, err := filepath.Abs(specArg)
 	if err != nil {
 		return usageErr(err)
+	}
+	if o.learnLog != "" && !o.learn {
+		return usageErr(errors.New("--learn-log needs --learn"))
+	}
+	if o.learnLog != "" {
+		if o.learnLog, err = filepath.Abs(o.learnLog); err != nil {
+			return usageErr(err)
+		}
 	}
 	mnt, err := prepareMountpoint(mntArg, o.force, g.log)
 	if err != nil {
@@ -142,8 +178,25 @@ func prepareMountpoint(mnt string, force bool, log *zap.Logger) (string, error) 
 
 // serve mounts and serves until unmounted or signalled. It is the daemon's
 // body, and the whole command with -f.
-func serve(g *globalOpts, o *mountOpts, specPath, mnt string) error {
+func serve(g *globalOpts, o *mountOpts, specPath, mnt string) (err error) {
 	log := g.log
+	var learner *fs.SpecLearner
+	if o.learn {
+		// Locked before the spec is read: another learner may be
+		// appending to it.
+		if learner, err = openLearner(specPath, o.learnLog); err != nil {
+			return err
+		}
+		// After a clean unmount the spec is rewritten; after a failure
+		// it is left as appended and only the lock goes.
+		defer func() {
+			if err != nil {
+				learner.Release()
+				return
+			}
+			err = closeLearner(learner, log)
+		}()
+	}
 	s, err := spec.ParseFile(specPath)
 	if err != nil {
 		return usageErr(err)
@@ -184,6 +237,7 @@ func serve(g *globalOpts, o *mountOpts, specPath, mnt string) error {
 		Dev:           o.dev,
 		NoPassthrough: o.noPassthrough,
 		Logger:        log,
+		Learn:         learnerOrNil(learner),
 	})
 	var me *fs.MountError
 	if errors.As(err, &me) {
@@ -195,7 +249,7 @@ func serve(g *globalOpts, o *mountOpts, specPath, mnt string) error {
 	if err != nil {
 		return failErr(err)
 	}
-	log.Info("mounted", zap.String("spec", specPath), zap.String("mountpoint", mnt), zap.Int("nodes", t.Len()), zap.Bool("passthrough", srv.Passthrough()))
+	log.Info("mounted", zap.String("spec", specPath), zap.String("mountpoint", mnt), zap.Int("nodes", t.Len()), zap.Bool("passthrough", srv.Passthrough()), zap.Bool("learn", o.learn))
 	writePidFile(mnt, log)
 	defer removePidFile(mnt)
 
@@ -292,10 +346,13 @@ func startDaemon(cmd *cobra.Command, g *globalOpts, o *mountOpts, specPath, mnt 
 	if o.revalidateSet {
 		args = append(args, "--revalidate", o.revalidate.String())
 	}
-	for name, on := range map[string]bool{"suid": o.suid, "dev": o.dev, "skip-missing": o.skipMissing, "no-passthrough": o.noPassthrough} {
+	for name, on := range map[string]bool{"suid": o.suid, "dev": o.dev, "skip-missing": o.skipMissing, "no-passthrough": o.noPassthrough, "learn": o.learn} {
 		if on {
 			args = append(args, "--"+name)
 		}
+	}
+	if o.learnLog != "" {
+		args = append(args, "--learn-log", o.learnLog)
 	}
 	args = append(args, "--", specPath, mnt)
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
@@ -421,4 +478,36 @@ func waitGone(pid int, d time.Duration) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return false
+}
+
+// openLearner takes the spec's learn lock; a spec locked by another
+// learning mount is a usage error.
+func openLearner(specPath, missLog string) (*fs.SpecLearner, error) {
+	l, err := fs.NewSpecLearner(specPath, missLog)
+	var le *fs.LockedError
+	if errors.As(err, &le) {
+		return nil, usageErr(err, "unmount the other learning view first, or learn into a copy of the spec")
+	}
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return l, nil
+}
+
+// closeLearner rewrites the learned spec and logs the report.
+func closeLearner(l *fs.SpecLearner, log *zap.Logger) error {
+	l.LogReport(log)
+	if err := l.Close(); err != nil {
+		log.Error("spec left unsorted", zap.Error(err))
+		return failErr(err, "the spec is still valid as appended; rewrite it later with a clean learning mount")
+	}
+	return nil
+}
+
+// learnerOrNil keeps a nil *SpecLearner from becoming a non-nil Learner.
+func learnerOrNil(l *fs.SpecLearner) fs.Learner {
+	if l == nil {
+		return nil
+	}
+	return l
 }

@@ -25,6 +25,8 @@ type runOpts struct {
 	keepEnv  bool
 	suid     bool
 	dev      bool
+	learn    bool
+	learnLog string
 }
 
 func newRunCmd(g *globalOpts) *cobra.Command {
@@ -62,7 +64,20 @@ goes. If vzfs itself is killed, even with SIGKILL, the sandbox dies with it.
 vzfs run needs root. It exits 2, running nothing, when the spec or a bind
 source is missing, the spec has errors or entries missing on the host, or the
 kernel lacks FUSE (or overlayfs, for --writable); 127 when COMMAND is not in
-the sandbox, 126 when it cannot be executed.`,
+the sandbox, 126 when it cannot be executed.
+
+--learn lets the command teach the spec. Whatever it looks up that the spec
+lacks but the host has is served and appended to SPEC before the command
+gets its answer, so a crash loses nothing it was given; what exists nowhere
+goes to --learn-log. Listing a directory records nothing; only names looked
+up are. /proc, /sys, /dev, /run and /tmp are the sandbox's own and never
+learned, and neither is what the command writes under --writable. At the
+end SPEC is rewritten sorted and deduplicated, and vzfs logs how many
+entries it learned and where. One learner per SPEC at a time (exit 2).
+
+Learn once, with the whole test suite, then run strict: static resolution
+(vzfs ldd) cannot see dlopen'd libraries, locale and gconv data or a
+compiler's internals, but the suite touches them all.`,
 		Example: `  # ls, with exactly the files ldd says it needs
   vzfs ldd -o ls.spec ls
   sudo vzfs run ls.spec -- ls -l /
@@ -75,7 +90,13 @@ the sandbox, 126 when it cannot be executed.`,
   sudo vzfs run --writable --env DEBUG=1 tool.spec -- /usr/bin/install.sh
 
   # as nobody
-  sudo vzfs run --user 65534 sh.spec -- sh -c 'id; cat /etc/shadow'`,
+  sudo vzfs run --user 65534 sh.spec -- sh -c 'id; cat /etc/shadow'
+
+  # learn a C project's build and tests, then prove the spec is enough
+  vzfs ldd -o build.spec make
+  sudo vzfs run --learn --learn-log misses.txt --bind "$PWD" --workdir "$PWD" \
+      build.spec -- make check
+  sudo vzfs run --bind "$PWD" --workdir "$PWD" build.spec -- make check`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
 			switch {
@@ -101,6 +122,8 @@ the sandbox, 126 when it cannot be executed.`,
 	f.BoolVar(&o.keepEnv, "keep-env", false, "pass vzfs's whole environment instead of a clean one")
 	f.BoolVar(&o.suid, "suid", false, "honour setuid and setgid bits in the view (default nosuid)")
 	f.BoolVar(&o.dev, "dev", false, "allow device nodes in the view (default nodev)")
+	f.BoolVar(&o.learn, "learn", false, "serve host paths the spec lacks and append them to SPEC (learn mode)")
+	f.StringVar(&o.learnLog, "learn-log", "", "with --learn: append paths looked up that exist nowhere to this file")
 	return cmd
 }
 
@@ -111,7 +134,7 @@ func runRun(g *globalOpts, o *runOpts, specArg string, argv []string) error {
 		Writable: o.writable,
 		Workdir:  o.workdir,
 		KeepEnv:  o.keepEnv,
-		View:     sandbox.View{Suid: o.suid, Dev: o.dev},
+		View:     sandbox.View{Suid: o.suid, Dev: o.dev, Learn: o.learn, LearnLog: o.learnLog},
 		Logger:   g.log,
 	}
 	for _, b := range o.binds {

@@ -31,6 +31,11 @@ kernel frees it when its last user leaves.
 It also clears a dead mount whose daemon was killed ("transport endpoint is
 not connected").
 
+A learning mount (vzfs mount --learn) rewrites its spec, sorted, before
+its daemon exits, so once umount returns the spec is final. After a killed
+daemon the spec holds every learned line, unsorted; the next learning
+mount's clean unmount sorts it.
+
 The daemon is found through the pid file 'vzfs mount' writes under
 /run/vzfs/mounts (for root) or $XDG_RUNTIME_DIR/vzfs/mounts.`,
 		Example: `  vzfs umount /tmp/view
