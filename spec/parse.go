@@ -63,7 +63,8 @@ func Parse(r io.Reader) (*Spec, error) {
 			break
 		}
 	}
-	s.Add(batch...)
+	s.Entries = batch
+	s.normalize()
 	return s, nil
 }
 
@@ -97,22 +98,30 @@ func ParseFile(name string) (*Spec, error) {
 var errLineTooLong = errors.New("line too long")
 
 // readLine returns one line without its newline, and whether it had one.
+//
+// The common case, a whole line in the buffer, returns bufio's own slice
+// without a copy; it is valid until the next read, and parseLine copies
+// what it keeps.
 func readLine(br *bufio.Reader) (line []byte, terminated bool, err error) {
-	for {
-		chunk, err := br.ReadSlice('\n')
-		line = append(line, chunk...)
+	chunk, err := br.ReadSlice('\n')
+	if err == nil {
+		return chunk[:len(chunk)-1], true, nil
+	}
+	line = append(line, chunk...)
+	for err == bufio.ErrBufferFull {
 		if len(line) > MaxLineLen+1 {
 			return nil, false, errLineTooLong
 		}
-		switch err {
-		case bufio.ErrBufferFull:
-			continue
-		case nil:
-			return line[:len(line)-1], true, nil
-		default:
-			return line, false, err
-		}
+		chunk, err = br.ReadSlice('\n')
+		line = append(line, chunk...)
 	}
+	if len(line) > MaxLineLen+1 {
+		return nil, false, errLineTooLong
+	}
+	if err == nil {
+		return line[:len(line)-1], true, nil
+	}
+	return line, false, err
 }
 
 // parseLine parses one line. ok is false for blank and comment lines.

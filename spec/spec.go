@@ -33,6 +33,7 @@
 package spec
 
 import (
+	"slices"
 	"sort"
 	"strings"
 )
@@ -85,6 +86,19 @@ func New(entries ...Entry) *Spec {
 	s := &Spec{}
 	s.Add(entries...)
 	return s
+}
+
+func compare(a, b Entry) int {
+	if c := strings.Compare(a.Path, b.Path); c != 0 {
+		return c
+	}
+	switch {
+	case a.Subtree == b.Subtree:
+		return 0
+	case b.Subtree:
+		return -1
+	}
+	return 1
 }
 
 func less(a, b Entry) bool {
@@ -161,7 +175,11 @@ func (s *Spec) Paths() []string {
 func (s *Spec) Len() int { return len(s.Entries) }
 
 func (s *Spec) normalize() {
-	sort.Slice(s.Entries, func(i, j int) bool { return less(s.Entries[i], s.Entries[j]) })
+	// Specs are written sorted, so most parses arrive in order: check
+	// before paying for a sort.
+	if !slices.IsSortedFunc(s.Entries, compare) {
+		slices.SortFunc(s.Entries, compare)
+	}
 	out := s.Entries[:0]
 	for _, e := range s.Entries {
 		if len(out) > 0 && e == out[len(out)-1] {
