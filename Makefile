@@ -10,7 +10,7 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME  ?= 10s
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build deps test unit integration demo bench fuzz fuzz-long lint install clean
+.PHONY: all build deps test unit integration demo bench fuzz fuzz-long lint install clean stress
 
 all: build
 
@@ -33,6 +33,8 @@ integration: deps
 demo: deps build
 	@scripts/demo.sh $(BIN)
 
+# bench/run.sh runs every area, then bench/report writes BENCHMARKS.md and
+# docs/benchmarks.svg from bench/out/*.tsv (make stress adds scale.tsv).
 bench: build
 	@bench/run.sh $(BIN)
 
@@ -51,6 +53,15 @@ lint:
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/vzfs
+
+# --- stress (issue 7): the fault and load suite at full length, with the
+# 1,000,000-entry scale run; `make test` runs the same tests briefly.
+# Numbers of the scale run go to bench/out/scale.tsv for BENCHMARKS.md.
+stress: deps
+	@mkdir -p bench/out
+	VZFS_STRESS=long VZFS_STRESS_OUT=$(CURDIR)/bench/out $(GO) test -count=1 -timeout 30m -v \
+		-run 'TestStress|TestHostile' ./integration
+# --- end stress
 
 clean:
 	rm -rf bin bench/out

@@ -81,4 +81,15 @@ for label, k, goal in rows:
     L.append(f"| {label} | {ms(m[k])} | {m[k]/rsync:.2f}x | {m[k]/copy*100:.1f}% | {goal} |")
 open(out, "w").write("\n".join(L) + "\n")
 print("\n".join(L))
+# The same numbers for bench/report (BENCHMARKS.md and the chart): one row,
+# rsync the baseline; each goal on its command.
+row = f"{entries} entries, {kb//1024} MiB"
+T = ["# title: freeze: a spec as a real tree (issue 6)", "# baseline: rsync -a --files-from",
+     "# note: `/usr/lib/x86_64-linux-gnu/**` + `/usr/lib/python3.11/**` into a fresh target on the same filesystem each run (page cache warm); `--update` on an up-to-date tree."]
+for label, k, goal in rows:
+    g, met = "", ""
+    if goal:
+        g, met = goal.split(": ")[0], ("missed" if "missed" in goal else "met")
+    T.append(f"{row}\t{label}\t{m[k]}\ts\t{g}\t{met}")
+open(os.path.splitext(out)[0] + ".tsv", "w").write("\n".join(T) + "\n")
 PY

@@ -15,6 +15,7 @@ declare -A need=(
   [setcap]=libcap2-bin
   [getfattr]=attr
   [setpriv]=util-linux
+  [/usr/bin/time]=time
 )
 
 # Packages checked by name: static libc for the resolver's static-binary
