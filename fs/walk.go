@@ -37,6 +37,11 @@ var buildTime = time.Now()
 // Info returns n's current host attributes. It fails with ErrStale when the
 // host entry changed type since the tree was built, and with the lstat error
 // when it vanished.
+//
+// The entry is read relative to its parent directory, which is opened with
+// no symlink followed on the way: a directory above it that was swapped for
+// a symlink since the tree was built gives ELOOP, never the attributes or
+// link target of whatever the symlink points at.
 func (t *Tree) Info(n Node) (Info, error) {
 	if !t.valid(n) {
 		return Info{}, fmt.Errorf("node %d: no such node", n)
@@ -47,16 +52,28 @@ func (t *Tree) Info(n Node) (Info, error) {
 		in.Stat = syntheticStat()
 		return in, nil
 	}
-	if err := unix.Lstat(in.HostPath, &in.Stat); err != nil {
+	dir, name := parentOf(in.HostPath), baseName(in.HostPath)
+	dfd, err := openHostFd(dir, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return in, fmt.Errorf("lstat %s: opening its directory %s: %w", in.HostPath, dir, err)
+	}
+	defer unix.Close(dfd)
+	if in.HostPath == "/" {
+		// The root has no parent to be relative to; dfd is "/" itself.
+		err = unix.Fstat(dfd, &in.Stat)
+	} else {
+		err = unix.Fstatat(dfd, name, &in.Stat, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil {
 		return in, fmt.Errorf("lstat %s: %w", in.HostPath, err)
 	}
 	if in.Stat.Mode&unix.S_IFMT != t.Type(n) {
 		return in, fmt.Errorf("%s: changed type on the host since mount: %w", in.HostPath, ErrStale)
 	}
 	if in.Stat.Mode&unix.S_IFMT == unix.S_IFLNK {
-		l, err := readlink(unix.AT_FDCWD, in.HostPath)
+		l, err := readlink(dfd, name)
 		if err != nil {
-			return in, err
+			return in, fmt.Errorf("%s: %w", in.HostPath, err)
 		}
 		in.Link = l
 	}
@@ -123,7 +140,7 @@ func (t *Tree) walkNode(n Node, fn WalkFunc) error {
 		return err
 	}
 	if in.Subtree {
-		return t.walkHost(n, in.HostPath, in.Path, fn)
+		return t.walkHost(n, in.HostPath, in.Path, &in.Stat, fn)
 	}
 	for i, k := 0, t.NumChildren(n); i < k; i++ {
 		if err := t.walkNode(t.ChildAt(n, i), fn); err != nil {
@@ -134,13 +151,25 @@ func (t *Tree) walkNode(n Node, fn WalkFunc) error {
 }
 
 // walkHost visits the host directory hostDir (shown as viewDir) below the
-// "/**" node top.
-func (t *Tree) walkHost(top Node, hostDir, viewDir string, fn WalkFunc) error {
+// "/**" node top. hostDir must still be the directory Info reported as st:
+// one swapped for another since gives ESTALE.
+func (t *Tree) walkHost(top Node, hostDir, viewDir string, st *unix.Stat_t, fn WalkFunc) error {
 	fd, err := openHostFd(hostDir, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", hostDir, err)
 	}
 	defer unix.Close(fd)
+	if err := sameFile(fd, st); err != nil {
+		return fmt.Errorf("opening %s: %w", hostDir, err)
+	}
+	return t.walkHostFd(top, fd, hostDir, viewDir, fn)
+}
+
+// walkHostFd visits the open host directory fd. Everything below it is read
+// relative to fd, and subdirectories are opened from it with O_NOFOLLOW, so
+// nothing swapped in on the host since fd was opened, a symlink least of
+// all, is ever reported or descended into.
+func (t *Tree) walkHostFd(top Node, fd int, hostDir, viewDir string, fn WalkFunc) error {
 	names, err := readDirNames(fd)
 	if err != nil {
 		return fmt.Errorf("reading directory %s: %w", hostDir, err)
@@ -168,11 +197,56 @@ func (t *Tree) walkHost(top Node, hostDir, viewDir string, fn WalkFunc) error {
 		if err != nil {
 			return err
 		}
-		if in.Stat.Mode&unix.S_IFMT == unix.S_IFDIR {
-			if err := t.walkHost(top, in.HostPath, in.Path, fn); err != nil {
-				return err
-			}
+		if in.Stat.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
 		}
+		if err := t.walkHostAt(top, fd, name, &in, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// walkHostAt descends into the subdirectory name of the open directory fd,
+// which in describes.
+func (t *Tree) walkHostAt(top Node, fd int, name string, in *Info, fn WalkFunc) error {
+	sub, err := openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC)
+	if err == nil {
+		err = sameFile(sub, &in.Stat)
+		if err != nil {
+			unix.Close(sub)
+		}
+	}
+	if err != nil {
+		if err == unix.ENOTDIR {
+			// O_NOFOLLOW|O_DIRECTORY says ENOTDIR for a symlink swapped
+			// in since the lstat: the directory is no longer there.
+			err = ErrStale
+		}
+		return fmt.Errorf("opening %s: %w", in.HostPath, err)
+	}
+	defer unix.Close(sub)
+	return t.walkHostFd(top, sub, in.HostPath, in.Path, fn)
+}
+
+func openat(dirfd int, name string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, name, flags, 0)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// sameFile checks that fd is still the file whose lstat was st: ErrStale if
+// something else took its name in between.
+func sameFile(fd int, st *unix.Stat_t) error {
+	var now unix.Stat_t
+	if err := unix.Fstat(fd, &now); err != nil {
+		return err
+	}
+	if now.Dev != st.Dev || now.Ino != st.Ino {
+		return fmt.Errorf("replaced on the host while walking: %w", ErrStale)
 	}
 	return nil
 }

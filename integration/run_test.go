@@ -514,3 +514,198 @@ func TestRunNotRoot(t *testing.T) {
 		t.Errorf("as 65534: %v\n%s", err, errb.String())
 	}
 }
+
+// runSpecTools writes a spec of runTools plus tools (vzfs ldd).
+func runSpecTools(t *testing.T, tools ...string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "run.spec")
+	r := runVzfs(t, append(append([]string{"ldd", "-o", out}, runTools...), tools...)...)
+	if r.code != 0 {
+		t.Fatalf("vzfs ldd: exit %d\n%s", r.code, r.stderr)
+	}
+	return out
+}
+
+// runEuidProgram builds a static program that prints its effective uid,
+// setuid root, in dir.
+func runEuidProgram(t *testing.T, dir string) string {
+	t.Helper()
+	src := filepath.Join(dir, "euid.c")
+	writeFile(t, src, "#include <stdio.h>\n#include <unistd.h>\nint main(void) { printf(\"%d\\n\", (int)geteuid()); return 0; }\n", 0o644)
+	bin := filepath.Join(dir, "euid")
+	if r := runCmd(t, nil, "gcc", "-static", "-O", "-o", bin, src); r.code != 0 {
+		t.Fatalf("gcc -static (libc6-dev): exit %d\n%s", r.code, r.stderr)
+	}
+	if err := os.Chown(bin, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Chmod(bin, 0o4755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// --bind mounts are nosuid and nodev like the view, read-write or
+// read-only, unless --suid (or --dev) lifts that.
+func TestRunBindNosuid(t *testing.T) {
+	requireFUSE(t)
+	dir := runHostDir(t)
+	bin := runEuidProgram(t, dir)
+	// The control: on the host the program does run as root, so the
+	// sandbox's 65534 below is the sandbox's doing.
+	cmd := exec.Command(bin)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534, Groups: []uint32{}}}
+	if out, err := cmd.Output(); err != nil || string(out) != "0\n" {
+		t.Fatalf("setuid program on the host as 65534: %q, %v; want euid 0", out, err)
+	}
+	s := runSpecFor(t)
+	args := []string{"--user", "65534", "--bind", dir + ":/opt/rw", "--bind", dir + ":/opt/ro:ro", s, "--", "sh", "-c", "/opt/rw/euid; /opt/ro/euid"}
+	r := runSandbox(t, nil, append([]string{"run"}, args...)...)
+	if r.code != 0 || r.stdout != "65534\n65534\n" {
+		t.Errorf("setuid root binary in rw and ro binds, as 65534: exit %d, %q, %q; want euid 65534 twice", r.code, r.stdout, r.stderr)
+	}
+	r = runSandbox(t, nil, append([]string{"run", "--suid"}, args...)...)
+	if r.code != 0 || r.stdout != "0\n0\n" {
+		t.Errorf("with --suid: exit %d, %q, %q; want euid 0 twice", r.code, r.stdout, r.stderr)
+	}
+	// nodev too: a device node in a bind does not open.
+	if err := syscall.Mknod(filepath.Join(dir, "null"), syscall.S_IFCHR|0o666, int(1<<8|3)); err != nil {
+		t.Fatal(err)
+	}
+	r = runSandbox(t, nil, "run", "--bind", dir+":/opt/rw", s, "--", "sh", "-c", "echo x > /opt/rw/null && echo opened")
+	if r.code == 0 || strings.Contains(r.stdout, "opened") || !strings.Contains(r.stderr, "Permission denied") {
+		t.Errorf("device node in a bind: exit %d, %q, %q; want permission denied", r.code, r.stdout, r.stderr)
+	}
+	r = runSandbox(t, nil, "run", "--dev", "--bind", dir+":/opt/rw", s, "--", "sh", "-c", "echo x > /opt/rw/null && echo opened")
+	if r.code != 0 || r.stdout != "opened\n" {
+		t.Errorf("device node in a bind with --dev: exit %d, %q, %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// runDroppedCaps are the bits of the capabilities vzfs run must drop by default.
+const runDroppedCaps = 1<<18 | 1<<21 | 1<<19 | 1<<16 | 1<<17 | 1<<2 | 1<<27 | 1<<22 // SYS_CHROOT, SYS_ADMIN, SYS_PTRACE, SYS_MODULE, SYS_RAWIO, DAC_READ_SEARCH, MKNOD, SYS_BOOT
+
+// runCaps parses the Cap* lines of a /proc/PID/status.
+func runCaps(t *testing.T, status string) map[string]uint64 {
+	t.Helper()
+	caps := map[string]uint64{}
+	for _, l := range strings.Split(status, "\n") {
+		k, v, ok := strings.Cut(l, ":\t")
+		if !ok || !strings.HasPrefix(k, "Cap") {
+			continue
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		caps[k] = n
+	}
+	if len(caps) < 4 {
+		t.Fatalf("no capability lines in:\n%s", status)
+	}
+	return caps
+}
+
+// Root inside the sandbox cannot reach the host: the double-chroot escape
+// and /proc/1/root (the init's root is the host's) both fail, since the
+// command has its own mount namespace rooted at the view (pivot_root), has
+// lost CAP_SYS_CHROOT, CAP_SYS_PTRACE, CAP_SYS_ADMIN and others, and the
+// init is not dumpable. Root still reads what DAC_OVERRIDE allows.
+func TestRunEscape(t *testing.T) {
+	requireFUSE(t)
+	host := runHostDir(t)
+	marker := filepath.Join(host, "HOSTONLY")
+	if err := os.Mkdir(marker, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(marker, "secret"), "host secret\n", 0o644)
+	// A file only DAC_OVERRIDE lets root read: owned by someone else, 0600.
+	other := filepath.Join(host, "other")
+	writeFile(t, other, "theirs\n", 0o600)
+	if err := os.Chown(other, 1234, 1234); err != nil {
+		t.Fatal(err)
+	}
+	s := runSpecTools(t, "perl")
+	f, err := os.OpenFile(s, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, other)
+	f.Close()
+
+	chroot := fmt.Sprintf(`mkdir "/tmp/x"; chroot "/tmp/x" or die "chroot: $!\n"; chdir ".." for 1..30; chroot "." or die "chroot2: $!\n"; opendir D, %q or die "opendir: $!\n"; print "ESCAPED: ", join(" ", readdir D), "\n"`, marker)
+	proc := "cat /proc/1/root" + marker + "/secret"
+	for _, keep := range []bool{false, true} {
+		args := []string{"run"}
+		if keep {
+			args = append(args, "--keep-caps")
+		}
+		args = append(args, s, "--")
+		r := runSandbox(t, nil, append(args, "perl", "-e", chroot)...)
+		if r.code == 0 || strings.Contains(r.stdout, "ESCAPED") {
+			t.Errorf("keep-caps=%v: double chroot reached the host: exit %d, %q, %q", keep, r.code, r.stdout, r.stderr)
+		}
+		r = runSandbox(t, nil, append(args, "sh", "-c", proc)...)
+		if keep {
+			// The control: with all capabilities root can ptrace the
+			// init, and the test above would see the host this way.
+			if r.code != 0 || r.stdout != "host secret\n" {
+				t.Errorf("--keep-caps: %s: exit %d, %q, %q; want the host's file (CAP_SYS_PTRACE kept)", proc, r.code, r.stdout, r.stderr)
+			}
+		} else if r.code == 0 || strings.Contains(r.stdout, "host secret") {
+			t.Errorf("%s reached the host: exit %d, %q, %q", proc, r.code, r.stdout, r.stderr)
+		}
+		r = runSandbox(t, nil, append(args, "sh", "-c", "cat "+other+"; cat /proc/self/status")...)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "theirs\n") {
+			t.Fatalf("keep-caps=%v: root cannot read a 0600 file of uid 1234: exit %d, %q, %q", keep, r.code, r.stdout, r.stderr)
+		}
+		caps := runCaps(t, r.stdout)
+		for _, k := range []string{"CapBnd", "CapEff", "CapPrm", "CapInh", "CapAmb"} {
+			if keep {
+				if k == "CapBnd" && caps[k]&runDroppedCaps != runDroppedCaps {
+					t.Errorf("--keep-caps: %s %x lacks some of %x", k, caps[k], runDroppedCaps)
+				}
+				continue
+			}
+			if caps[k]&runDroppedCaps != 0 {
+				t.Errorf("%s %x keeps %x", k, caps[k], caps[k]&runDroppedCaps)
+			}
+		}
+	}
+	// --user still works, with no capabilities at all.
+	r := runSandbox(t, nil, "run", "--user", "65534", s, "--", "sh", "-c", "id -u; cat /proc/self/status")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "65534\n") {
+		t.Fatalf("--user 65534: exit %d, %q, %q", r.code, r.stdout, r.stderr)
+	}
+	if caps := runCaps(t, r.stdout); caps["CapEff"] != 0 || caps["CapPrm"] != 0 || caps["CapBnd"]&runDroppedCaps != 0 {
+		t.Errorf("--user 65534: capabilities %x", caps)
+	}
+}
+
+// Spec entries below the sandbox's own /tmp, /run, /dev, /proc and /sys
+// are covered by its fresh mounts; vzfs run says so, naming them.
+func TestRunHiddenWarning(t *testing.T) {
+	requireFUSE(t)
+	hidden := filepath.Join(t.TempDir(), "hidden-entry")
+	if !strings.HasPrefix(hidden, "/tmp/") {
+		t.Fatalf("%s is not below /tmp; the test needs it there", hidden)
+	}
+	writeFile(t, hidden, "covered\n", 0o644)
+	s := runSpecFor(t, hidden)
+	r := runSandbox(t, nil, "run", s, "--", "sh", "-c", "cat "+hidden+" 2>/dev/null || echo invisible")
+	if r.code != 0 || r.stdout != "invisible\n" {
+		t.Errorf("exit %d, %q, %q", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "WARN") || !strings.Contains(r.stderr, hidden) || !strings.Contains(r.stderr, "hidden") {
+		t.Errorf("no warning naming %s:\n%s", hidden, r.stderr)
+	}
+	// An entry elsewhere draws no such warning.
+	r = runSandbox(t, nil, "run", runSpecFor(t), "--", "sh", "-c", "true")
+	if r.code != 0 || strings.Contains(r.stderr, "hidden") {
+		t.Errorf("spec without a hidden entry: exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	r = runVzfs(t, "run", "--help")
+	if !strings.Contains(r.stdout, "mounts hide whatever the spec lists") {
+		t.Errorf("run --help does not say what the sandbox's mounts hide:\n%s", r.stdout)
+	}
+}

@@ -48,6 +48,13 @@ func Init(log *zap.Logger) int {
 		fmt.Fprintln(os.Stderr, "vzfs: error: the sandbox init only runs under 'vzfs run'")
 		return ExitUsage
 	}
+	// Not dumpable: /proc/1 of the sandbox (root, cwd, fds, memory) then
+	// needs CAP_SYS_PTRACE, which the command lacks. The init's root is
+	// the host's, and its descriptors include the FUSE connection.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		fmt.Fprintf(os.Stderr, "vzfs: error: sandbox init: making itself undumpable: %v\n", err)
+		return ExitFailure
+	}
 	status := os.NewFile(statusFd, "status")
 	cfgFile := os.NewFile(configFd, "config")
 	if status == nil || cfgFile == nil {
@@ -138,6 +145,10 @@ func (s *sandbox) setup() *Error {
 	for _, m := range t.Missing() {
 		s.log.Warn("spec entry missing on the host, skipped", zap.String("path", m.Path), zap.Error(m.Err))
 	}
+	if hidden, n := hiddenEntries(sp, maxHiddenNamed); n > 0 {
+		s.log.Warn("spec entries hidden: the sandbox mounts its own /proc, /dev, /sys, /tmp and /run over them",
+			zap.Strings("paths", hidden), zap.Int("count", n))
+	}
 
 	if err := os.MkdirAll(ScratchDir, 0o700); err != nil {
 		return failure(fmt.Errorf("creating %s: %w", ScratchDir, err))
@@ -211,6 +222,44 @@ func quiet(log *zap.Logger) *zap.Logger {
 		return log
 	}
 	return log.WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))
+}
+
+// maxHiddenNamed bounds how many hidden entries the warning names.
+const maxHiddenNamed = 10
+
+// hiddenEntries returns up to max of the spec's entries that the sandbox's
+// own mounts cover (at or below a mountDirs directory), and how many there
+// are: the command never sees them, which a user should hear about rather
+// than find out.
+func hiddenEntries(sp *spec.Spec, max int) ([]string, int) {
+	var names []string
+	n := 0
+	for _, e := range sp.Entries {
+		if !hiddenEntry(e) {
+			continue
+		}
+		n++
+		if len(names) < max {
+			name := e.Path
+			if e.Subtree {
+				name += "/**"
+			}
+			names = append(names, name)
+		}
+	}
+	return names, n
+}
+
+// hiddenEntry reports whether the sandbox's mounts cover what e lists:
+// something below one of mountDirs, or one's whole subtree. The directory
+// alone is just where the mount goes (vzfs ldd lists them for that).
+func hiddenEntry(e spec.Entry) bool {
+	for _, m := range mountDirs {
+		if strings.HasPrefix(e.Path, m+"/") || (e.Path == m && e.Subtree) {
+			return true
+		}
+	}
+	return false
 }
 
 // extraDirs are the directories the view must have so that mounts can be
@@ -377,22 +426,55 @@ func (s *sandbox) bind(b Bind) *Error {
 	if err := unix.Mount(fdPath(src), fdPath(dst), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return failure(fmt.Errorf("bind %s: %w", b, err))
 	}
-	if !b.ReadOnly {
-		return nil
-	}
-	// dst still names the directory below the new mount: open the
-	// mount's root.
+	// A bind keeps the flags of the host's mount: on most hosts, suid
+	// and dev. It gets the view's nosuid and nodev, or a setuid-root file
+	// bound in would give root to --user. dst still names the directory
+	// below the new mount: open the mount's root.
 	top, err := s.openIn(b.Dst, unix.O_PATH)
 	if err != nil {
 		return failure(fmt.Errorf("bind %s: %w", b, err))
 	}
 	defer unix.Close(top)
-	// Recursive, so mounts under the source are read-only too, as the
-	// user asked of the whole tree.
-	if err := unix.MountSetattr(top, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
-		return failure(fmt.Errorf("bind %s: making it read-only: %w", b, err))
+	attr := s.bindAttr(b)
+	if attr == 0 {
+		return nil
+	}
+	// Recursive, so mounts under the source get them too: the user asked
+	// for the whole tree.
+	if err := unix.MountSetattr(top, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &unix.MountAttr{Attr_set: attr}); err != nil {
+		return failure(fmt.Errorf("bind %s: setting %s: %w", b, attrNames(attr), err))
 	}
 	return nil
+}
+
+// bindAttr is the MOUNT_ATTR_* set for bind b: rdonly for ":ro", nosuid
+// and nodev unless --suid and --dev lift them.
+func (s *sandbox) bindAttr(b Bind) uint64 {
+	var attr uint64
+	if b.ReadOnly {
+		attr |= unix.MOUNT_ATTR_RDONLY
+	}
+	if !s.cfg.View.Suid {
+		attr |= unix.MOUNT_ATTR_NOSUID
+	}
+	if !s.cfg.View.Dev {
+		attr |= unix.MOUNT_ATTR_NODEV
+	}
+	return attr
+}
+
+// attrNames spells a MOUNT_ATTR_* set for errors.
+func attrNames(attr uint64) string {
+	var names []string
+	for _, a := range []struct {
+		bit  uint64
+		name string
+	}{{unix.MOUNT_ATTR_RDONLY, "ro"}, {unix.MOUNT_ATTR_NOSUID, "nosuid"}, {unix.MOUNT_ATTR_NODEV, "nodev"}} {
+		if attr&a.bit != 0 {
+			names = append(names, a.name)
+		}
+	}
+	return strings.Join(names, ",")
 }
 
 // makeMountpoint creates p inside the root, a directory or an empty file,
@@ -443,15 +525,44 @@ func (s *sandbox) mkdirIn(dir, name string) error {
 	return nil
 }
 
-// start finds the command inside the root and starts it there.
+// start finds the command inside the root and starts it there, through
+// the exec trampoline (Options.Exec, which calls Exec): the command must
+// not share the init's mount namespace, whose root is the host's, nor keep
+// root's every capability, and a forked Go child can do neither before it
+// executes.
 func (s *sandbox) start() (int, *Error) {
 	cfg := s.cfg
 	argv0, e := s.findCommand(cfg.Argv[0])
 	if e != nil {
 		return 0, e
 	}
+	if len(cfg.Exec) == 0 {
+		return 0, failure(errors.New("sandbox: no exec trampoline command"))
+	}
+	body, err := json.Marshal(execOrders{
+		Root:     s.root,
+		Workdir:  cfg.Workdir,
+		Path:     argv0,
+		Argv:     cfg.Argv,
+		Env:      cfg.Environ,
+		User:     cfg.User,
+		KeepCaps: cfg.KeepCaps,
+	})
+	if err != nil {
+		return 0, failure(fmt.Errorf("encoding the command's orders: %w", err))
+	}
+	ordR, ordW, err := os.Pipe()
+	if err != nil {
+		return 0, failure(err)
+	}
+	defer ordW.Close()
+	repR, repW, err := os.Pipe()
+	if err != nil {
+		ordR.Close()
+		return 0, failure(err)
+	}
+	defer repR.Close()
 	attr := &syscall.SysProcAttr{
-		Chroot: s.root,
 		// Its own process group: Run and the init pass signals on
 		// once each, and a terminal's ^C reaches the command's group
 		// only.
@@ -461,35 +572,37 @@ func (s *sandbox) start() (int, *Error) {
 		attr.Foreground = true
 		attr.Ctty = 0
 	}
-	if u := cfg.User; u != nil {
-		// No supplementary groups: root's must not leak to the user.
-		attr.Credential = &syscall.Credential{Uid: u.Uid, Gid: u.Gid, Groups: []uint32{}}
-	}
-	p, err := os.StartProcess(argv0, cfg.Argv, &os.ProcAttr{
-		Dir:   cfg.Workdir,
-		Env:   cfg.Environ,
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+	p, err := os.StartProcess(cfg.Exec[0], cfg.Exec, &os.ProcAttr{
+		Dir: "/",
+		// The trampoline is a Go program: the command's environment
+		// (GODEBUG, GOMAXPROCS, ...) must not steer it. It gets that in
+		// its orders.
+		Env:   []string{},
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, ordR, repW},
 		Sys:   attr,
 	})
+	ordR.Close()
+	repW.Close()
 	if err != nil {
-		code := ExitFailure
-		hint := ""
-		switch {
-		case errors.Is(err, unix.ENOENT):
-			code = ExitNotFound
-			hint = "if it is a script, its interpreter may be missing from the spec"
-		case errors.Is(err, unix.EACCES), errors.Is(err, unix.ENOEXEC), errors.Is(err, unix.EPERM):
-			code = ExitCannotRun
-		}
-		e := &Error{Code: code, Err: fmt.Errorf("running %s in the sandbox: %w", cfg.Argv[0], unwrapPath(err))}
-		if hint != "" {
-			e.Hints = []string{hint}
-		}
-		return 0, e
+		return 0, failure(fmt.Errorf("starting the sandbox's exec trampoline %s: %w", cfg.Exec[0], err))
 	}
 	pid := p.Pid
-	// Waiting is done with wait4(-1), as PID 1 must reap everyone.
+	// Waiting is done with wait4, as PID 1 must reap everyone.
 	_ = p.Release()
+	// It reads its orders before anything else; a write error means it
+	// died, which the report below says.
+	_, _ = ordW.Write(body)
+	ordW.Close()
+	// EOF with nothing said: the exec closed the pipe, the command runs.
+	rep, _ := io.ReadAll(io.LimitReader(repR, maxStatus))
+	if len(rep) > 0 {
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(pid, &ws, 0, nil)
+		if st := parseStatus(rep); st.err != nil {
+			return 0, st.err
+		}
+		return 0, failure(fmt.Errorf("the sandbox's exec trampoline failed: %q", rep))
+	}
 	s.log.Debug("command started", zap.Strings("argv", cfg.Argv), zap.Int("pid", pid))
 	return pid, nil
 }

@@ -42,6 +42,14 @@ type Options struct {
 	KeepEnv bool
 	// View configures the FUSE view of the spec.
 	View View
+	// KeepCaps leaves root in the sandbox every capability. By default
+	// all but a few (keptCaps) are dropped from the command's bounding,
+	// effective, permitted and inheritable sets.
+	KeepCaps bool `json:",omitempty"`
+	// Exec is the command line of the exec trampoline: this binary
+	// re-executed into a command that calls Exec. The init runs it, so
+	// it must name the binary as the host sees it.
+	Exec []string
 
 	// Init is the command line that starts the sandbox's init: this
 	// binary re-executed into a command that calls Init. Run adds nothing

@@ -54,8 +54,8 @@ func Run(o Options) (int, error) {
 	if err != nil {
 		return 0, failure(fmt.Errorf("encoding sandbox options: %w", err))
 	}
-	if len(o.Init) == 0 {
-		return 0, failure(errors.New("sandbox: no init command"))
+	if len(o.Init) == 0 || len(o.Exec) == 0 {
+		return 0, failure(errors.New("sandbox: no init or exec trampoline command"))
 	}
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {

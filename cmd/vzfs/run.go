@@ -14,6 +14,7 @@ import (
 func init() {
 	register(newRunCmd)
 	register(newSandboxInitCmd)
+	register(newSandboxExecCmd)
 }
 
 type runOpts struct {
@@ -27,6 +28,7 @@ type runOpts struct {
 	dev      bool
 	learn    bool
 	learnLog string
+	keepCaps bool
 }
 
 func newRunCmd(g *globalOpts) *cobra.Command {
@@ -35,8 +37,9 @@ func newRunCmd(g *globalOpts) *cobra.Command {
 		Use:   "run [flags] SPEC -- COMMAND [ARG...]",
 		Short: "Run a command in a sandbox that holds exactly the spec",
 		Long: `Run mounts the spec's read-only view in a private mount namespace and runs
-COMMAND chrooted into it: the command sees the spec's files and nothing else.
-Nothing is copied, and nothing is visible to the rest of the host.
+COMMAND with the view as its root (pivot_root, in a mount namespace of its
+own): the command sees the spec's files and nothing else. Nothing is copied,
+and nothing is visible to the rest of the host.
 
 Inside the sandbox:
   /proc    a fresh proc of the sandbox's own PID namespace
@@ -44,8 +47,12 @@ Inside the sandbox:
            with its own pts and a writable shm
   /sys     read-only
   /tmp     an empty tmpfs; /run too
-  --bind   host paths, read-write unless ":ro". A destination the spec lacks
-           appears as an empty directory to mount on.
+  --bind   host paths, read-write unless ":ro", nosuid and nodev unless
+           --suid and --dev. A destination the spec lacks appears as an
+           empty directory to mount on.
+
+These mounts hide whatever the spec lists at or below /proc, /dev, /sys,
+/tmp and /run; vzfs warns, naming those entries. Bind such files in instead.
 
 The view is read-only. --writable puts an overlayfs with a tmpfs upper layer
 over it: the command may write anywhere, and it is all thrown away at exit.
@@ -55,6 +62,20 @@ The command starts in --workdir (default /) as root, or as --user UID[:GID]
 PATH, HOME, TERM and LANG, plus --env. --keep-env passes vzfs's whole
 environment instead. A COMMAND without a slash is looked up on PATH inside
 the sandbox.
+
+What is contained, and what is not. Root in the sandbox keeps only
+CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_SETUID,
+CAP_SETGID, CAP_NET_BIND_SERVICE and CAP_AUDIT_WRITE: it may read and change
+any file it can see, but cannot mount, chroot again, ptrace, load modules,
+make devices or open files by handle, and neither can a setuid program it
+runs. The host's root is not in the command's mount namespace, and the
+sandbox's init, whose root is the host's, cannot be reached through
+/proc/1. --keep-caps keeps every capability: root can then reach the host
+(through /proc/1/root, say), so use it only for trusted commands. Not
+isolated in any case: the network, the IPC namespace, the hostname, the
+kernel itself, and writable binds, where root can leave a setuid-root file
+for the host to run. This is a chroot-style sandbox, not a container
+boundary; see SECURITY.md.
 
 SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to vzfs are passed on to the
 command. vzfs exits with the command's status, 128+N if signal N ended it.
@@ -124,6 +145,7 @@ compiler's internals, but the suite touches them all.`,
 	f.BoolVar(&o.dev, "dev", false, "allow device nodes in the view (default nodev)")
 	f.BoolVar(&o.learn, "learn", false, "serve host paths the spec lacks and append them to SPEC (learn mode)")
 	f.StringVar(&o.learnLog, "learn-log", "", "with --learn: append paths looked up that exist nowhere to this file")
+	f.BoolVar(&o.keepCaps, "keep-caps", false, "leave root in the sandbox all capabilities (it can then reach the host)")
 	return cmd
 }
 
@@ -134,6 +156,7 @@ func runRun(g *globalOpts, o *runOpts, specArg string, argv []string) error {
 		Writable: o.writable,
 		Workdir:  o.workdir,
 		KeepEnv:  o.keepEnv,
+		KeepCaps: o.keepCaps,
 		View:     sandbox.View{Suid: o.suid, Dev: o.dev, Learn: o.learn, LearnLog: o.learnLog},
 		Logger:   g.log,
 	}
@@ -165,6 +188,7 @@ func runRun(g *globalOpts, o *runOpts, specArg string, argv []string) error {
 		return failErr(err)
 	}
 	opts.Init = initArgv
+	opts.Exec = []string{initArgv[0], "sandbox-exec"}
 	code, err := sandbox.Run(opts)
 	var se *sandbox.Error
 	if errors.As(err, &se) {
@@ -224,6 +248,20 @@ func newSandboxInitCmd(g *globalOpts) *cobra.Command {
 				return statusErr(code)
 			}
 			return nil
+		},
+	}
+}
+
+func newSandboxExecCmd(g *globalOpts) *cobra.Command {
+	return &cobra.Command{
+		Use:    "sandbox-exec",
+		Short:  "internal: enters a 'vzfs run' sandbox and executes the command",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// Exec returns only on failure, after telling the init why;
+			// the init reports it, so say nothing more here.
+			return statusErr(sandbox.Exec())
 		},
 	}
 }
