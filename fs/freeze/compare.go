@@ -226,7 +226,7 @@ func sameContent(dir int, name string, e *Entry) (bool, error) {
 		return false, fmt.Errorf("opening %s: %w", e.HostPath, err)
 	}
 	defer host.Close()
-	hx, err := readXattrs(e.HostPath)
+	hx, err := readXattrsFd(int(host.Fd()), e.HostPath)
 	if err != nil {
 		return false, err
 	}

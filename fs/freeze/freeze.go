@@ -161,7 +161,7 @@ func freezeTree(t *vfs.Tree, w Writer, o walkOptions) error {
 		switch in.Stat.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
 			if !in.Synthetic {
-				if e.Xattrs, err = readXattrs(in.HostPath); err != nil {
+				if e.Xattrs, err = readXattrs(in.HostPath, &in.Stat); err != nil {
 					return err
 				}
 			}
@@ -184,7 +184,7 @@ func freezeTree(t *vfs.Tree, w Writer, o walkOptions) error {
 				firstName[k] = in.Path
 			}
 			if !o.lazyXattrs {
-				if e.Xattrs, err = readXattrs(in.HostPath); err != nil {
+				if e.Xattrs, err = readXattrs(in.HostPath, &in.Stat); err != nil {
 					return err
 				}
 			}
@@ -227,12 +227,31 @@ func freezeTree(t *vfs.Tree, w Writer, o walkOptions) error {
 	return err
 }
 
-// readXattrs reads every extended attribute of the host path p, without
-// following a final symlink. A filesystem without xattrs has none.
-func readXattrs(p string) ([]Xattr, error) {
+// readXattrs reads every extended attribute of the host entry p that the
+// walk stat'ed as st. It opens p with no symlink followed anywhere on the
+// path and checks the inode, then reads through the descriptor: a full-path
+// lgetxattr would follow a directory swapped for a symlink mid-walk and copy
+// another file's xattrs (file capabilities, say) into the tree. A
+// filesystem without xattrs has none.
+func readXattrs(p string, st *unix.Stat_t) ([]Xattr, error) {
+	f, err := vfs.OpenHost(p, unix.O_PATH)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s for its xattrs: %w", p, err)
+	}
+	defer f.Close()
+	var now unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &now); err != nil {
+		return nil, fmt.Errorf("stat %s: %w", p, err)
+	}
+	if now.Dev != st.Dev || now.Ino != st.Ino {
+		return nil, fmt.Errorf("%s: replaced on the host during the freeze: %w", p, vfs.ErrStale)
+	}
+	// f*xattr calls refuse O_PATH descriptors; the /proc magic link reaches
+	// the same inode without another path walk.
+	proc := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
 	return xattrs(p,
-		func(b []byte) (int, error) { return unix.Llistxattr(p, b) },
-		func(name string, b []byte) (int, error) { return unix.Lgetxattr(p, name, b) })
+		func(b []byte) (int, error) { return unix.Listxattr(proc, b) },
+		func(name string, b []byte) (int, error) { return unix.Getxattr(proc, name, b) })
 }
 
 // readXattrsFd is readXattrs for an open file; what names it in errors.

@@ -114,11 +114,11 @@ func compareTrees(t *testing.T, src, dst string) {
 			}
 			return nil
 		}
-		xa, err := readXattrs(p)
+		xa, err := readXattrs(p, &a)
 		if err != nil {
 			return err
 		}
-		xb, err := readXattrs(q)
+		xb, err := readXattrs(q, &b)
 		if err != nil {
 			return err
 		}
@@ -477,7 +477,11 @@ func TestToTarDeterministic(t *testing.T) {
 		t.Errorf("setuid lost: mode %#o", h.Mode)
 	}
 	if h := byName[rel+"/bin/plain"]; h != nil {
-		if xs, _ := readXattrs(filepath.Join(src, "bin/plain")); len(xs) > 0 && h.PAXRecords["SCHILY.xattr.user.vzfs"] != "v\x00bin" {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(src, "bin/plain"), &st); err != nil {
+			t.Fatal(err)
+		}
+		if xs, _ := readXattrs(filepath.Join(src, "bin/plain"), &st); len(xs) > 0 && h.PAXRecords["SCHILY.xattr.user.vzfs"] != "v\x00bin" {
 			t.Errorf("xattr not in PAX records: %q", h.PAXRecords)
 		}
 	}
@@ -574,4 +578,59 @@ func listTree(t *testing.T, root string) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// TestReadXattrsNeverFollows: xattrs come from the entry the walk saw, or
+// not at all; a swapped file or a directory swapped for a symlink must not
+// hand over another file's xattrs (file capabilities, say).
+func TestReadXattrsNeverFollows(t *testing.T) {
+	dir := t.TempDir()
+	d := filepath.Join(dir, "d")
+	p := filepath.Join(d, "f")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Lsetxattr(p, "user.who", []byte("real"), 0); err != nil {
+		t.Skipf("no user xattrs on %s: %v", dir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	if xs, err := readXattrs(p, &st); err != nil || len(xs) != 1 || string(xs[0].Value) != "real" {
+		t.Fatalf("readXattrs = %v, %v; want user.who=real", xs, err)
+	}
+	// A decoy with other xattrs, reachable only through a swapped link.
+	decoy := filepath.Join(dir, "decoy")
+	if err := os.MkdirAll(decoy, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(decoy, "f"), []byte("y"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Lsetxattr(filepath.Join(decoy, "f"), "user.who", []byte("decoy"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(d, filepath.Join(dir, "old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("decoy", d); err != nil {
+		t.Fatal(err)
+	}
+	if xs, err := readXattrs(p, &st); err == nil {
+		t.Fatalf("read xattrs %v through a directory swapped for a symlink", xs)
+	}
+	// The file itself replaced: a different inode is stale.
+	if err := os.Remove(d); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(decoy, d); err != nil {
+		t.Fatal(err)
+	}
+	if xs, err := readXattrs(p, &st); !errors.Is(err, vfs.ErrStale) {
+		t.Fatalf("readXattrs of a replaced file = %v, %v; want ErrStale", xs, err)
+	}
 }
