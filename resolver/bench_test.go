@@ -3,6 +3,7 @@ package resolver
 import (
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 )
 
@@ -27,6 +28,9 @@ func BenchmarkResolveUsrBin(b *testing.B) {
 		f.Close()
 	}
 	extras, _ := ParseExtras("")
+	// As cmd/vzfs's ldd does for its short, allocation-light run.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
+	b.ReportAllocs()
 	for b.Loop() {
 		r, err := New(Options{With: extras})
 		if err != nil {

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
+	"sync"
 )
 
 // ELF constants used here; debug/elf has them too, but it parses whole
@@ -103,7 +103,51 @@ var errNotELF = errors.New("invalid ELF header")
 // PT_DYNAMIC and the strings those name, never section headers: ld.so does
 // not use them and stripped files lack them. A panic inside is turned into
 // an error, so a hostile file cannot crash the caller.
-func readELF(r io.ReaderAt, size int64) (info *elfInfo, err error) {
+func readELF(r io.ReaderAt, size int64) (*elfInfo, error) {
+	sc := getScratch()
+	defer putScratch(sc)
+	return readELFWith(r, size, sc)
+}
+
+// scratch holds the buffers one parse needs. Resolving a thousand programs
+// parses a thousand files; reusing these instead of allocating them per
+// file keeps the heap, and the page faults that grow it, small.
+type scratch struct {
+	head [headSize]byte
+	hr   headReader
+	tab  []byte
+	dyn  []byte
+	win  []byte
+	phs  []phdr
+	offs []uint64
+}
+
+// maxKeep is the largest buffer a scratch keeps for reuse; a hostile file
+// may make one parse allocate more, but not keep it.
+const maxKeep = 64 << 10
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+func putScratch(sc *scratch) {
+	sc.hr = headReader{}
+	scratchPool.Put(sc)
+}
+
+// buf returns (*keep)[:n], reusing its storage when it is large enough.
+func buf(keep *[]byte, n uint64) []byte {
+	if uint64(cap(*keep)) >= n {
+		return (*keep)[:n]
+	}
+	b := make([]byte, n)
+	if n <= maxKeep {
+		*keep = b
+	}
+	return b
+}
+
+func readELFWith(r io.ReaderAt, size int64, sc *scratch) (info *elfInfo, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			info, err = nil, fmt.Errorf("malformed ELF file: internal error: %v", p)
@@ -196,11 +240,11 @@ func readELF(r io.ReaderAt, size int64) (info *elfInfo, err error) {
 	if phoff > uint64(size) || tabLen > uint64(size)-phoff {
 		return nil, &FormatError{0, fmt.Sprintf("program headers at 0x%x+0x%x lie outside the %d-byte file", phoff, tabLen, size)}
 	}
-	tab := make([]byte, tabLen)
+	tab := buf(&sc.tab, tabLen)
 	if _, err := r.ReadAt(tab, int64(phoff)); err != nil {
 		return nil, fmt.Errorf("reading program headers: %w", err)
 	}
-	phs := make([]phdr, 0, phnum)
+	phs := sc.phs[:0]
 	for i := 0; i < int(phnum); i++ {
 		b := tab[i*int(phentsize):]
 		var p phdr
@@ -211,7 +255,10 @@ func readELF(r io.ReaderAt, size int64) (info *elfInfo, err error) {
 		}
 		phs = append(phs, p)
 	}
-	var dyn *phdr
+	if cap(phs) <= maxKeep/32 {
+		sc.phs = phs
+	}
+	dyn := -1
 	for i := range phs {
 		p := &phs[i]
 		switch p.typ {
@@ -225,28 +272,28 @@ func readELF(r io.ReaderAt, size int64) (info *elfInfo, err error) {
 			}
 			info.Interp = s
 		case ptDynamic:
-			if dyn == nil {
-				dyn = p
+			if dyn < 0 {
+				dyn = i
 			}
 		}
 	}
-	if dyn == nil {
+	if dyn < 0 {
 		return info, nil
 	}
 	info.Dynamic = true
-	return info, readDynamic(r, size, bo, info, dyn, phs)
+	return info, readDynamic(r, size, bo, info, phs[dyn], phs, sc)
 }
 
 // readDynamic decodes PT_DYNAMIC and the strings it points at. The string
 // table is named by a virtual address, mapped to a file offset through the
 // PT_LOAD segments, as the loader would map it.
-func readDynamic(r io.ReaderAt, size int64, bo binary.ByteOrder, info *elfInfo, dyn *phdr, phs []phdr) error {
+func readDynamic(r io.ReaderAt, size int64, bo binary.ByteOrder, info *elfInfo, dyn phdr, phs []phdr, sc *scratch) error {
 	if dyn.off > uint64(size) {
 		return &FormatError{int64(min(dyn.off, 1<<62)), "PT_DYNAMIC lies outside the file"}
 	}
 	n := min(dyn.filesz, uint64(size)-dyn.off, maxDynBytes)
-	buf := make([]byte, n)
-	if _, err := r.ReadAt(buf, int64(dyn.off)); err != nil && err != io.EOF {
+	b := buf(&sc.dyn, n)
+	if _, err := r.ReadAt(b, int64(dyn.off)); err != nil && err != io.EOF {
 		return fmt.Errorf("reading PT_DYNAMIC: %w", err)
 	}
 	entSize := 16
@@ -254,14 +301,14 @@ func readDynamic(r io.ReaderAt, size int64, bo binary.ByteOrder, info *elfInfo, 
 		entSize = 8
 	}
 	var strtab, strsz uint64
-	var needed []uint64
+	needed := sc.offs[:0]
 	var soname, rpath, runpath uint64
-	for i := 0; i+entSize <= len(buf); i += entSize {
+	for i := 0; i+entSize <= len(b); i += entSize {
 		var tag, val uint64
 		if entSize == 16 {
-			tag, val = bo.Uint64(buf[i:]), bo.Uint64(buf[i+8:])
+			tag, val = bo.Uint64(b[i:]), bo.Uint64(b[i+8:])
 		} else {
-			tag, val = uint64(bo.Uint32(buf[i:])), uint64(bo.Uint32(buf[i+4:]))
+			tag, val = uint64(bo.Uint32(b[i:])), uint64(bo.Uint32(b[i+4:]))
 		}
 		if tag == dtNull {
 			break
@@ -288,6 +335,7 @@ func readDynamic(r io.ReaderAt, size int64, bo binary.ByteOrder, info *elfInfo, 
 			info.Flags1 = val
 		}
 	}
+	sc.offs = needed
 	if len(needed) == 0 && soname == 0 && rpath == 0 && runpath == 0 {
 		return nil
 	}
@@ -306,11 +354,13 @@ func readDynamic(r io.ReaderAt, size int64, bo binary.ByteOrder, info *elfInfo, 
 	// The strings usually sit close together: read the span holding them
 	// in one pread, falling back to per-string reads for outliers.
 	lo, hi := uint64(1<<63), uint64(0)
-	for _, o := range append(slices.Clone(needed), soname-1, rpath-1, runpath-1) {
-		if o == ^uint64(0) {
-			continue
-		}
+	for _, o := range needed {
 		lo, hi = min(lo, o), max(hi, o)
+	}
+	for _, o := range [...]uint64{soname, rpath, runpath} {
+		if o != 0 {
+			lo, hi = min(lo, o-1), max(hi, o-1)
+		}
 	}
 	var win []byte
 	if hi >= lo && hi-lo < 64<<10 && stroff+lo < uint64(size) {
@@ -318,7 +368,7 @@ func readDynamic(r io.ReaderAt, size int64, bo binary.ByteOrder, info *elfInfo, 
 		if strsz != 0 && lo < strsz {
 			n = min(n, strsz-lo)
 		}
-		win = make([]byte, n)
+		win = buf(&sc.win, n)
 		k, err := r.ReadAt(win, int64(stroff+lo))
 		if err != nil && err != io.EOF {
 			return fmt.Errorf("reading string table: %w", err)
@@ -341,6 +391,9 @@ func readDynamic(r io.ReaderAt, size int64, bo binary.ByteOrder, info *elfInfo, 
 		return readCString(r, size, stroff+off, limit)
 	}
 	var err error
+	if len(needed) > 0 {
+		info.Needed = make([]string, 0, len(needed))
+	}
 	for _, off := range needed {
 		s, e := str(off)
 		if e != nil {
@@ -378,10 +431,11 @@ func readCString(r io.ReaderAt, size int64, off, limit uint64) (string, error) {
 	for uint64(len(out)) < limit {
 		want := min(uint64(len(chunk)), limit-uint64(len(out)))
 		n, err := r.ReadAt(chunk[:want], int64(off)+int64(len(out)))
-		for i := 0; i < n; i++ {
-			if chunk[i] == 0 {
-				return string(append(out, chunk[:i]...)), nil
+		if i := bytes.IndexByte(chunk[:n], 0); i >= 0 {
+			if out == nil {
+				return string(chunk[:i]), nil
 			}
+			return string(append(out, chunk[:i]...)), nil
 		}
 		out = append(out, chunk[:n]...)
 		if err != nil {

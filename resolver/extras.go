@@ -122,7 +122,7 @@ func nssModules(conf string) []string {
 // extras adds the file-based extras; the libraries among them (libgcc_s,
 // libnss_*) go through each glibc program's own search.
 func (r *Resolver) extras() *partial {
-	out := &partial{why: map[string]*reason{}}
+	out := &partial{}
 	optional := func(e Extra, p string, subtree bool) {
 		why := &reason{label: "extra " + string(e)}
 		w := r.fs.walk(p)

@@ -68,7 +68,9 @@ func newRootFS(root string) *rootFS {
 	if root == "/" {
 		root = ""
 	}
-	return &rootFS{root: strings.TrimSuffix(root, "/"), nodes: map[string]*node{}, reals: map[string]*walked{}}
+	// Sized for a few hundred programs: growing these maps step by step
+	// costs more than the memory.
+	return &rootFS{root: strings.TrimSuffix(root, "/"), nodes: make(map[string]*node, 512), reals: make(map[string]*walked, 512)}
 }
 
 // host turns a path inside the root into a host path.
@@ -235,28 +237,32 @@ func (r *rootFS) openFd(p string) (int, error) {
 
 // headReader reads a file through pread, keeping its first block: the ELF
 // header, program headers and PT_INTERP usually all lie there, so one
-// syscall answers three reads.
+// syscall answers three reads. The block lives in a scratch.
 type headReader struct {
 	fd   int
 	size int64
-	head []byte
+	head []byte // nil until the first read
+	buf  *[headSize]byte
 }
 
 const headSize = 4096
 
-func newHeadReader(fd int, size int64) *headReader { return &headReader{fd: fd, size: size} }
+// reader returns sc's headReader, reset for fd, a file of size bytes.
+func (sc *scratch) reader(fd int, size int64) *headReader {
+	sc.hr = headReader{fd: fd, size: size, buf: &sc.head}
+	return &sc.hr
+}
 
 func (h *headReader) ReadAt(b []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fs.ErrInvalid
 	}
 	if h.head == nil {
-		h.head = make([]byte, min(headSize, h.size))
-		n, err := unix.Pread(h.fd, h.head, 0)
+		n, err := unix.Pread(h.fd, h.buf[:min(headSize, max(h.size, 0))], 0)
 		if err != nil {
 			return 0, err
 		}
-		h.head = h.head[:n]
+		h.head = h.buf[:n]
 	}
 	if off+int64(len(b)) <= int64(len(h.head)) {
 		return copy(b, h.head[off:]), nil

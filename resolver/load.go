@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 )
@@ -18,7 +20,40 @@ type loaded struct {
 	id     fileID
 	loader *loaded // the object whose DT_NEEDED loaded it first
 	why    *reason
-	origin string // $ORIGIN
+	// originOf is the path whose directory is $ORIGIN; the directory is
+	// computed only when a token asks for it, which few objects do.
+	originOf string
+	idx      int // place in the session's load order: main 0, ld.so 1
+}
+
+func (l *loaded) origin() string { return dir(l.originOf) }
+
+// dir is path.Dir without its allocation for paths that are already clean.
+func dir(p string) string {
+	if !isClean(p) {
+		return path.Dir(p)
+	}
+	i := strings.LastIndexByte(p, '/')
+	if i <= 0 {
+		return "/"
+	}
+	return p[:i]
+}
+
+// joinName is path.Join(d, sub, name) for a clean absolute d, a clean
+// relative or empty sub and a name without a slash, with one allocation
+// instead of Join's several.
+func joinName(d, sub, name string) string {
+	if name == "" || name == "." || name == ".." || strings.IndexByte(name, '/') >= 0 || !isClean(d) {
+		return path.Join(d, sub, name)
+	}
+	if d == "/" {
+		d = ""
+	}
+	if sub == "" {
+		return d + "/" + name
+	}
+	return d + "/" + sub + "/" + name
 }
 
 // session is one program's simulated ld.so run: its link map and the
@@ -38,6 +73,55 @@ type session struct {
 
 	// muslPath is musl's system search path, read once per session.
 	muslPath []string
+
+	// slab and searched are storage reused across the sessions of a pool:
+	// a run over a thousand programs loads tens of thousands of objects.
+	// No *loaded outlives its session.
+	slab     []loaded
+	searched []string
+
+	// While rec is set, run records its loads in events, for a template;
+	// noTmpl says a step happened that a template cannot replay.
+	rec     bool
+	noTmpl  bool
+	events  []tmplEvent
+	reasons []*reason
+	nextIdx int
+}
+
+var sessionPool = sync.Pool{New: func() any {
+	return &session{byName: map[string]*loaded{}, byID: map[fileID]*loaded{}, nextIdx: 2}
+}}
+
+// newSession returns an empty session for a program of identity exp.
+func (r *Resolver) newSession(out *partial, exp elfIdent) *session {
+	s := sessionPool.Get().(*session)
+	s.r, s.out, s.exp, s.arch = r, out, exp, archFor(exp)
+	return s
+}
+
+// release returns s to the pool; s must not be used afterwards.
+func (s *session) release() {
+	clear(s.byName)
+	clear(s.byID)
+	clear(s.slab)
+	clear(s.queue[:cap(s.queue)])
+	clear(s.events)
+	clear(s.reasons)
+	s.slab, s.queue, s.searched, s.events, s.reasons = s.slab[:0], s.queue[:0], s.searched[:0], s.events[:0], s.reasons[:0]
+	s.r, s.out, s.main, s.ldso, s.musl, s.muslPath = nil, nil, nil, nil, false, nil
+	s.rec, s.noTmpl, s.nextIdx = false, false, 2
+	sessionPool.Put(s)
+}
+
+// newLoaded returns a zeroed object from the session's slab. The slab is
+// never grown in place, so pointers handed out stay valid.
+func (s *session) newLoaded() *loaded {
+	if len(s.slab) == cap(s.slab) {
+		s.slab = make([]loaded, 0, 32)
+	}
+	s.slab = s.slab[:len(s.slab)+1]
+	return &s.slab[len(s.slab)-1]
 }
 
 // archInfo is what ld.so has compiled in for one architecture.
@@ -110,11 +194,10 @@ func (r *Resolver) elfMain(out *partial, p, real string, why *reason) {
 		// nothing: there is no dynamic linker to run.
 		return
 	}
-	s := &session{
-		r: r, out: out, exp: info.elfIdent, arch: archFor(info.elfIdent),
-		byName: map[string]*loaded{}, byID: map[fileID]*loaded{},
-	}
-	s.main = &loaded{path: p, real: real, info: info, id: id, why: why, origin: path.Dir(real)}
+	s := r.newSession(out, info.elfIdent)
+	defer s.release()
+	s.main = s.newLoaded()
+	*s.main = loaded{path: p, real: real, info: info, id: id, why: why, originOf: real}
 	s.byID[id] = s.main
 	s.register(s.main, info.Soname)
 	if info.Interp != "" {
@@ -126,10 +209,91 @@ func (r *Resolver) elfMain(out *partial, p, real string, why *reason) {
 		s.preloads()
 	}
 	s.queue = append(s.queue, s.main)
-	s.run()
+	if k, ok := s.templateKey(); !ok {
+		s.run()
+	} else if !s.replay(k) {
+		s.rec = true
+		s.run()
+		s.rec = false
+		if !s.noTmpl {
+			r.tmplMu.Lock()
+			r.templates[k] = slices.Clone(s.events)
+			r.tmplMu.Unlock()
+		}
+	}
 	if !s.musl {
 		s.extraLibs()
 	}
+}
+
+// Templates: most programs in a directory need the same few libraries,
+// and when none of the objects involved has a search path of its own,
+// ld.so's answer depends only on what the program needs, not on where it
+// is. The loads of such a run are recorded once as a template and replayed
+// for every other program with the same key: the same entries in the same
+// order with the same reasons, without the searches.
+
+// tmplKey is everything a templated run depends on besides the global
+// search results: the program's identity, what it needs, its soname and
+// DF_1_NODEFLIB, and its interpreter.
+type tmplKey struct {
+	exp      elfIdent
+	nodeflib bool
+	soname   string
+	interp   string
+	ldso     fileID
+	needed   string // NUL-separated
+}
+
+// tmplEvent is one object loaded: found at p (walked to w), needed as
+// label by the object with index loader.
+type tmplEvent struct {
+	p      string
+	w      *walked
+	id     fileID
+	label  string
+	loader int
+}
+
+// templateKey returns the session's key, or false if its run cannot be
+// templated: musl, search paths, preloads and hwcaps all make the answer
+// depend on more than the key.
+func (s *session) templateKey() (tmplKey, bool) {
+	i := s.main.info
+	if s.musl || s.ldso == nil || i.HasRpath || i.HasRun || len(s.r.o.LibraryPath) > 0 || s.r.o.HWCaps || len(s.r.preload) > 0 {
+		return tmplKey{}, false
+	}
+	return tmplKey{
+		exp: s.exp, nodeflib: i.Flags1&df1Nodeflib != 0, soname: i.Soname,
+		interp: s.ldso.path, ldso: s.ldso.id, needed: strings.Join(i.Needed, "\x00"),
+	}, true
+}
+
+// replay adds the loads of the template for k, if there is one that
+// applies, and reports whether it did.
+func (s *session) replay(k tmplKey) bool {
+	s.r.tmplMu.Lock()
+	t, ok := s.r.templates[k]
+	s.r.tmplMu.Unlock()
+	if !ok {
+		return false
+	}
+	for _, ev := range t {
+		if ev.id == s.main.id {
+			// ld.so would find the program itself and reuse it.
+			return false
+		}
+	}
+	s.reasons = append(s.reasons[:0], s.main.why, s.ldso.why)
+	for _, ev := range t {
+		why := &reason{label: ev.label, parent: s.reasons[ev.loader]}
+		if _, err := s.r.addWalked(s.out, ev.p, ev.w, why); err != nil {
+			s.out.problem(err)
+		}
+		s.reasons = append(s.reasons, why)
+	}
+	s.queue = s.queue[:0]
+	return true
 }
 
 // register makes obj findable by name, as ld.so's name matching does.
@@ -160,7 +324,8 @@ func (s *session) loadInterp(interp string) {
 		s.out.problem(fmt.Errorf("interpreter of %s: %w", s.main.path, err))
 		return
 	}
-	s.ldso = &loaded{path: interp, real: real, info: info, id: id, loader: s.main, why: why, origin: path.Dir(interp)}
+	s.ldso = s.newLoaded()
+	*s.ldso = loaded{path: interp, real: real, info: info, id: id, loader: s.main, why: why, originOf: interp, idx: 1}
 	s.byID[id] = s.ldso
 	s.register(s.ldso, interp, info.Soname)
 }
@@ -172,7 +337,7 @@ func (s *session) preloads() {
 	for _, name := range s.r.preload {
 		obj, m := s.lookup(name, s.main)
 		if obj == nil {
-			s.r.log.Warn("ld.so.preload entry cannot be preloaded: ignored", zap.String("name", name), zap.String("reason", m.String()))
+			s.r.log.Warn("ld.so.preload entry cannot be preloaded: ignored", zap.String("name", name), zap.Stringer("reason", m))
 			continue
 		}
 		obj.why = &reason{label: name + " (/etc/ld.so.preload)", parent: s.main.why}
@@ -210,29 +375,21 @@ func (s *session) extraLibs() {
 	s.r.extraMu.Lock()
 	p, ok := s.r.extraMemo[s.exp]
 	if !ok {
-		p = &partial{why: map[string]*reason{}}
-		sub := &session{
-			r: s.r, out: p, exp: s.exp, arch: s.arch,
-			byName: map[string]*loaded{}, byID: map[fileID]*loaded{},
-		}
-		sub.main = &loaded{path: "(extras)", info: &elfInfo{elfIdent: s.exp}}
+		p = &partial{}
+		sub := s.r.newSession(p, s.exp)
+		sub.main = sub.newLoaded()
+		*sub.main = loaded{path: "(extras)", info: &elfInfo{elfIdent: s.exp}}
 		if s.ldso != nil {
 			sub.ldso = s.ldso
 			sub.byID[s.ldso.id] = s.ldso
 			sub.register(s.ldso, s.ldso.path, s.ldso.info.Soname)
 		}
 		sub.extraLibsHere()
+		sub.release()
 		s.r.extraMemo[s.exp] = p
 	}
 	s.r.extraMu.Unlock()
-	s.out.entries = append(s.out.entries, p.entries...)
-	for k, v := range p.why {
-		if _, ok := s.out.why[k]; !ok {
-			s.out.why[k] = v
-		}
-	}
-	s.out.missing = append(s.out.missing, p.missing...)
-	s.out.problems = append(s.out.problems, p.problems...)
+	s.out.addShared(p)
 }
 
 func (s *session) extraLibsHere() {
@@ -250,14 +407,14 @@ func (s *session) extraLibsHere() {
 		if obj, _ := s.peek(name); obj != nil {
 			continue
 		}
-		extra := &loaded{path: s.main.path, info: s.main.info, loader: s.main.loader, origin: s.main.origin,
+		extra := &loaded{path: s.main.path, info: s.main.info, loader: s.main.loader, originOf: s.main.originOf,
 			why: &reason{label: "extra " + string(ExtraNSS), parent: s.main.why}}
 		if name == "libgcc_s.so.1" {
 			extra.why = &reason{label: "extra " + string(ExtraBase), parent: s.main.why}
 		}
 		obj, m := s.lookup(name, extra)
 		if obj == nil {
-			s.r.log.Debug("optional library not found", zap.String("name", name), zap.String("reason", m.String()))
+			s.r.log.Debug("optional library not found", zap.String("name", name), zap.Stringer("reason", m))
 			continue
 		}
 		s.run()
@@ -276,15 +433,28 @@ func (s *session) lookup(name string, loader *loaded) (*loaded, *Missing) {
 		return s.lookupMusl(name, loader)
 	}
 	if obj, ok := s.byName[name]; ok {
+		if obj == s.main {
+			s.noTmpl = true
+		}
 		return obj, nil
 	}
-	why := &reason{label: name, parent: loader.why}
-	m := &Missing{Name: name, NeededBy: loader.path}
+	label := name
+	// Most lookups end in ld.so.cache or the default directories, with no
+	// token, slash or search path involved: take that path first, without
+	// building what only a miss needs.
+	if !loader.info.HasRun && (s.main == nil || !s.main.info.HasRpath) && len(s.r.o.LibraryPath) == 0 &&
+		strings.IndexByte(name, '$') < 0 && strings.IndexByte(name, '/') < 0 && !s.hasRpathChain(loader) {
+		hit := s.defaultSearch(name, loader.info.Flags1&df1Nodeflib != 0)
+		if hit.v == found {
+			return s.loadHit(hit, name, label, loader), nil
+		}
+	}
+	s.noTmpl = true
+	var reason string
 	if strings.Contains(name, "$") {
 		exp, ok := s.expand(name, loader)
 		if !ok {
-			m.Reason = "cannot expand dynamic string tokens"
-			return nil, m
+			return nil, &Missing{Name: label, NeededBy: loader.path, Reason: "cannot expand dynamic string tokens"}
 		}
 		name = exp
 	}
@@ -292,30 +462,29 @@ func (s *session) lookup(name string, loader *loaded) (*loaded, *Missing) {
 		if !strings.HasPrefix(name, "/") {
 			// ld.so would open it relative to the working directory of
 			// the process, which a static resolver does not know.
-			m.Reason = "relative path depends on the working directory"
-			return nil, m
+			return nil, &Missing{Name: label, NeededBy: loader.path, Reason: "relative path depends on the working directory"}
 		}
-		obj, st, err := s.try(name, loader, why)
+		obj, st, err := s.try(name, label, loader)
 		switch st {
 		case found:
 			return obj, nil
 		case fatal:
-			m.Reason = err.Error()
+			reason = err.Error()
 		}
-		return nil, m
+		return nil, &Missing{Name: label, NeededBy: loader.path, Reason: reason}
 	}
 
-	var searched []string
+	s.searched = s.searched[:0]
 	search := func(dirs []string) (*loaded, bool) {
 		for _, d := range dirs {
-			searched = append(searched, d)
+			s.searched = append(s.searched, d)
 			for _, sub := range s.r.subdirsOf(d, s.arch.platform) {
-				obj, st, err := s.try(path.Join(d, sub, name), loader, why)
+				obj, st, err := s.try(joinName(d, sub, name), label, loader)
 				switch st {
 				case found:
 					return obj, true
 				case fatal:
-					m.Reason = err.Error()
+					reason = err.Error()
 					return nil, true
 				}
 			}
@@ -326,7 +495,10 @@ func (s *session) lookup(name string, loader *loaded) (*loaded, *Missing) {
 		if obj != nil {
 			return obj, nil
 		}
-		m.Searched = searched
+		m := &Missing{Name: label, NeededBy: loader.path, Reason: reason}
+		if len(s.searched) > 0 {
+			m.Searched = slices.Clone(s.searched)
+		}
 		return nil, m
 	}
 	// DT_RPATH of the loader chain, then of the executable, unless the
@@ -357,46 +529,78 @@ func (s *session) lookup(name string, loader *loaded) (*loaded, *Missing) {
 	}
 	nodeflib := loader.info.Flags1&df1Nodeflib != 0
 	hit := s.defaultSearch(name, nodeflib)
-	searched = append(searched, hit.searched...)
+	s.searched = append(s.searched, hit.searched...)
 	switch hit.v {
 	case found:
-		obj, _, _ := s.try(hit.path, loader, why)
-		if hit.fromCache && s.r.o.HWCaps {
-			s.hwcapsFromCache(name, why)
-		}
-		return obj, nil
+		return s.loadHit(hit, name, label, loader), nil
 	case fatal:
-		m.Reason = hit.err.Error()
+		reason = hit.err.Error()
 	}
 	return done(nil)
 }
 
-// defKey and defHit memoize the last two search steps, ld.so.cache and
-// the default directories: they depend only on the name, DF_1_NODEFLIB and
-// the program's ELF identity, and most lookups end there.
-type defKey struct {
-	name     string
-	nodeflib bool
-	id       elfIdent
+// hasRpathChain reports whether an object up loader's chain has DT_RPATH,
+// which ld.so searches before the cache unless loader has DT_RUNPATH.
+func (s *session) hasRpathChain(loader *loaded) bool {
+	for l := loader; l != nil; l = l.loader {
+		if l.info.HasRpath {
+			return true
+		}
+	}
+	return false
 }
 
+// loadHit loads the library a default search for name found; label is
+// the name as needed, before token expansion.
+func (s *session) loadHit(hit *defHit, name, label string, loader *loaded) *loaded {
+	if o, ok := s.byID[hit.id]; ok {
+		// The same file under another name: ld.so compares device and
+		// inode and reuses the object.
+		if o == s.main {
+			s.noTmpl = true
+		}
+		s.register(o, label)
+		if hit.fromCache && s.r.o.HWCaps {
+			s.hwcapsFromCache(name, &reason{label: label, parent: loader.why})
+		}
+		return o
+	}
+	obj := s.load(hit.path, hit.w, hit.info, hit.id, loader, label)
+	if hit.fromCache && s.r.o.HWCaps {
+		s.hwcapsFromCache(name, obj.why)
+	}
+	return obj
+}
+
+// defHit memoizes the last two search steps, ld.so.cache and the default
+// directories: they depend only on the name, DF_1_NODEFLIB and the
+// program's ELF identity, and most lookups end there.
 type defHit struct {
+	nodeflib bool
+	exp      elfIdent
+
 	path      string
 	v         verdict
 	err       error
 	searched  []string
 	fromCache bool
+
+	// The file found, when v is found.
+	w    *walked
+	info *elfInfo
+	id   fileID
 }
 
 func (s *session) defaultSearch(name string, nodeflib bool) *defHit {
-	k := defKey{name, nodeflib, s.exp}
 	s.r.defMu.Lock()
-	h, ok := s.r.defs[k]
-	s.r.defMu.Unlock()
-	if ok {
-		return h
+	for _, h := range s.r.defs[name] {
+		if h.nodeflib == nodeflib && h.exp == s.exp {
+			s.r.defMu.Unlock()
+			return h
+		}
 	}
-	h = &defHit{}
+	s.r.defMu.Unlock()
+	h := &defHit{nodeflib: nodeflib, exp: s.exp}
 	func() {
 		if s.r.hasCache {
 			if p := s.cached(name, nodeflib); p != "" {
@@ -421,8 +625,12 @@ func (s *session) defaultSearch(name string, nodeflib bool) *defHit {
 			}
 		}
 	}()
+	if h.v == found {
+		h.w = s.r.fs.walk(h.path)
+		h.info, h.id, _ = s.r.object(h.w.real)
+	}
 	s.r.defMu.Lock()
-	s.r.defs[k] = h
+	s.r.defs[name] = append(s.r.defs[name], h)
 	s.r.defMu.Unlock()
 	return h
 }
@@ -499,8 +707,9 @@ func (s *session) check(p string) (verdict, error) {
 	return found, nil
 }
 
-// try checks a candidate file and loads it if ld.so would.
-func (s *session) try(p string, loader *loaded, why *reason) (*loaded, verdict, error) {
+// try checks a candidate file and loads it if ld.so would; label is the
+// name it is needed by.
+func (s *session) try(p, label string, loader *loaded) (*loaded, verdict, error) {
 	if v, err := s.check(p); v != found {
 		return nil, v, err
 	}
@@ -509,10 +718,10 @@ func (s *session) try(p string, loader *loaded, why *reason) (*loaded, verdict, 
 	if obj, ok := s.byID[id]; ok {
 		// The same file under another name: ld.so compares device and
 		// inode and reuses the object.
-		s.register(obj, why.label)
+		s.register(obj, label)
 		return obj, found, nil
 	}
-	return s.load(p, w.real, info, id, loader, why), found, nil
+	return s.load(p, w, info, id, loader, label), found, nil
 }
 
 // badFor returns "" if ld.so accepts a library of the right class, "skip"
@@ -536,13 +745,19 @@ func (s *session) badFor(info *elfInfo) string {
 }
 
 // load adds a found object to the link map and the result.
-func (s *session) load(p, real string, info *elfInfo, id fileID, loader *loaded, why *reason) *loaded {
-	if _, err := s.r.addPath(s.out, p, why); err != nil {
+func (s *session) load(p string, w *walked, info *elfInfo, id fileID, loader *loaded, label string) *loaded {
+	why := &reason{label: label, parent: loader.why}
+	if _, err := s.r.addWalked(s.out, p, w, why); err != nil {
 		s.out.problem(err)
 	}
-	obj := &loaded{path: p, real: real, info: info, id: id, loader: loader, why: why, origin: path.Dir(p)}
+	obj := s.newLoaded()
+	*obj = loaded{path: p, real: w.real, info: info, id: id, loader: loader, why: why, originOf: p, idx: s.nextIdx}
+	s.nextIdx++
+	if s.rec {
+		s.events = append(s.events, tmplEvent{p: p, w: w, id: id, label: label, loader: loader.idx})
+	}
 	s.byID[id] = obj
-	s.register(obj, why.label, p, info.Soname)
+	s.register(obj, label, p, info.Soname)
 	s.queue = append(s.queue, obj)
 	if s.r.o.HWCaps && !s.musl {
 		s.hwcapsDirs(p, why)
@@ -568,7 +783,7 @@ func (s *session) hwcapsDirs(p string, why *reason) {
 // tls/ and $PLATFORM/ below every directory; most do not exist, so this is
 // memoized per directory, as ld.so memoizes nonexistent directories.
 func (r *Resolver) subdirsOf(dir, platform string) []string {
-	key := dir + "\x00" + platform
+	key := subKey{dir, platform}
 	r.subMu.Lock()
 	subs, ok := r.subdirs[key]
 	r.subMu.Unlock()
@@ -597,7 +812,20 @@ func (r *Resolver) subdirsOf(dir, platform string) []string {
 // expands its tokens relative to owner. Relative and unexpandable entries
 // are dropped: they depend on the working directory.
 func (s *session) dirs(list string, owner *loaded) []string {
-	var out []string
+	// The same search path is expanded for every name an object needs, and
+	// objects in one directory share it: memoize by what the answer
+	// depends on. The slice returned is shared; callers only read it.
+	k := dirsKey{list: list, exp: s.exp, musl: s.musl}
+	if strings.Contains(list, "$") {
+		k.origin = owner.origin()
+	}
+	s.r.dirsMu.Lock()
+	out, ok := s.r.dirsMemo[k]
+	s.r.dirsMu.Unlock()
+	if ok {
+		return out
+	}
+	out = []string{}
 	for _, d := range strings.Split(list, ":") {
 		if d == "" {
 			continue
@@ -614,7 +842,16 @@ func (s *session) dirs(list string, owner *loaded) []string {
 		}
 		out = append(out, path.Clean(d))
 	}
+	s.r.dirsMu.Lock()
+	s.r.dirsMemo[k] = out
+	s.r.dirsMu.Unlock()
 	return out
+}
+
+type dirsKey struct {
+	list, origin string
+	exp          elfIdent
+	musl         bool
 }
 
 // expand replaces $ORIGIN, $LIB and $PLATFORM (also as ${...}) in s.
@@ -631,7 +868,7 @@ func (s *session) expand(str string, owner *loaded) (string, bool) {
 		var val string
 		switch name {
 		case "ORIGIN":
-			val = owner.origin
+			val = owner.origin()
 		case "LIB":
 			if s.musl {
 				b.WriteByte('$')

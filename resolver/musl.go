@@ -26,14 +26,13 @@ func (s *session) lookupMusl(name string, loader *loaded) (*loaded, *Missing) {
 	if obj, ok := s.byName[name]; ok {
 		return obj, nil
 	}
-	why := &reason{label: name, parent: loader.why}
 	m := &Missing{Name: name, NeededBy: loader.path}
 	if strings.Contains(name, "/") {
 		if !strings.HasPrefix(name, "/") {
 			m.Reason = "relative path depends on the working directory"
 			return nil, m
 		}
-		obj, st, err := s.try(name, loader, why)
+		obj, st, err := s.try(name, name, loader)
 		if st == fatal {
 			m.Reason = err.Error()
 		}
@@ -49,7 +48,7 @@ func (s *session) lookupMusl(name string, loader *loaded) (*loaded, *Missing) {
 	search := func(dirs []string) (*loaded, bool) {
 		for _, d := range dirs {
 			m.Searched = append(m.Searched, d)
-			obj, st, err := s.try(path.Join(d, name), loader, why)
+			obj, st, err := s.try(path.Join(d, name), name, loader)
 			switch st {
 			case found:
 				return obj, true

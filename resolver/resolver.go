@@ -37,6 +37,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -80,10 +81,16 @@ type Resolver struct {
 	objs  map[fileID]*object
 
 	subMu   sync.Mutex
-	subdirs map[string][]string
+	subdirs map[subKey][]string
 
 	defMu sync.Mutex
-	defs  map[defKey]*defHit
+	defs  map[string][]*defHit // by name
+
+	tmplMu    sync.Mutex
+	templates map[tmplKey][]tmplEvent
+
+	dirsMu   sync.Mutex
+	dirsMemo map[dirsKey][]string
 
 	extraMu   sync.Mutex
 	extraMemo map[elfIdent]*partial
@@ -94,6 +101,8 @@ type Resolver struct {
 }
 
 type fileID struct{ dev, ino uint64 }
+
+type subKey struct{ dir, platform string }
 
 // object is a parsed ELF file, memoized by file identity.
 type object struct {
@@ -119,10 +128,12 @@ func New(o Options) (*Resolver, error) {
 		log:     o.Log,
 		cache:   map[string][]CacheEntry{},
 		objs:    map[fileID]*object{},
-		subdirs: map[string][]string{},
-		defs:    map[defKey]*defHit{},
+		subdirs: map[subKey][]string{},
+		defs:    map[string][]*defHit{},
 
 		extraMemo: map[elfIdent]*partial{},
+		dirsMemo:  map[dirsKey][]string{},
+		templates: map[tmplKey][]tmplEvent{},
 	}
 	if r.log == nil {
 		r.log = zap.NewNop()
@@ -245,18 +256,56 @@ func (r *Result) Err() error {
 // partial is what resolving one input produced; partials are merged in
 // input order so results do not depend on scheduling.
 type partial struct {
-	entries  []spec.Entry
-	why      map[string]*reason
+	items    []item
 	missing  []Missing
 	problems []error
 	glibc    bool // a glibc program was resolved
+
+	// seen, when set, is what earlier inputs resolved by the same worker
+	// emitted. Workers take inputs in increasing order and the merge keeps
+	// the first occurrence, so an entry seen here can never be the first:
+	// dropping it changes nothing but the work. Most programs share most of
+	// their libraries, so this drops most entries.
+	seen *seenSet
+}
+
+// seenSet is one worker's record of emitted entries. Keys are paths:
+// subtree entries, which are few, are not recorded.
+type seenSet struct {
+	entries map[string]struct{}
+	// paths holds the paths whose addPath succeeded; all their entries
+	// were emitted then.
+	paths map[string]struct{}
+}
+
+func newSeenSet() *seenSet {
+	return &seenSet{entries: make(map[string]struct{}, 256), paths: make(map[string]struct{}, 256)}
+}
+
+// item is one entry and why it is there, or, with shared set, all the
+// items of a memoized partial at this point of the order.
+type item struct {
+	e      spec.Entry
+	why    *reason
+	shared *partial
 }
 
 func (p *partial) add(e spec.Entry, why *reason) {
-	p.entries = append(p.entries, e)
-	if _, ok := p.why[e.Path]; !ok {
-		p.why[e.Path] = why
+	if p.seen != nil && !e.Subtree {
+		if _, ok := p.seen.entries[e.Path]; ok {
+			return
+		}
+		p.seen.entries[e.Path] = struct{}{}
 	}
+	p.items = append(p.items, item{e: e, why: why})
+}
+
+// addShared adds the items of sh, a partial shared between inputs, by
+// reference; its missing libraries and problems are copied.
+func (p *partial) addShared(sh *partial) {
+	p.items = append(p.items, item{shared: sh})
+	p.missing = append(p.missing, sh.missing...)
+	p.problems = append(p.problems, sh.problems...)
 }
 
 func (p *partial) problem(err error) { p.problems = append(p.problems, err) }
@@ -265,7 +314,19 @@ func (p *partial) problem(err error) { p.problems = append(p.problems, err) }
 // symlink-free path. A dangling or looping link is returned as an error
 // after the links met so far are added.
 func (r *Resolver) addPath(out *partial, p string, why *reason) (string, error) {
-	w := r.fs.walk(p)
+	return r.addWalked(out, p, r.fs.walk(p), why)
+}
+
+// addWalked is addPath for p already walked.
+func (r *Resolver) addWalked(out *partial, p string, w *walked, why *reason) (string, error) {
+	if w.err == nil && out.seen != nil {
+		// Every library is added once per program that loads it: skip
+		// the entries one by one when the walk was emitted as a whole.
+		if _, ok := out.seen.paths[p]; ok {
+			return w.real, nil
+		}
+		out.seen.paths[p] = struct{}{}
+	}
 	for _, l := range w.links {
 		out.add(spec.Entry{Path: l}, why)
 	}
@@ -308,51 +369,78 @@ func (r *Resolver) Resolve(inputs ...string) (*Result, error) {
 		tasks = append(tasks, t)
 	}
 	parts := make([]*partial, len(tasks)+1)
-	var wg sync.WaitGroup
-	next := make(chan int)
+	work := func(i int, seen *seenSet) {
+		out := &partial{seen: seen}
+		t := tasks[i]
+		if t.subtree {
+			r.addSubtree(out, t.in, &reason{label: t.in + spec.SubtreeSuffix})
+		} else {
+			r.input(out, t.in)
+		}
+		parts[i] = out
+	}
+	// Inputs are resolved by up to GOMAXPROCS workers; one input is done
+	// inline, without the goroutine hand-off.
 	workers := min(runtime.GOMAXPROCS(0), len(tasks))
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				out := &partial{why: map[string]*reason{}}
-				t := tasks[i]
-				if t.subtree {
-					r.addSubtree(out, t.in, &reason{label: t.in + spec.SubtreeSuffix})
-				} else {
-					r.input(out, t.in)
+	if workers <= 1 {
+		seen := newSeenSet()
+		for i := range tasks {
+			work(i, seen)
+		}
+	} else {
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				seen := newSeenSet()
+				// Workers claim inputs in increasing order, which the
+				// dedupe in partial.add relies on.
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(tasks) {
+						return
+					}
+					work(i, seen)
 				}
-				parts[i] = out
-			}
-		}()
+			}()
+		}
+		wg.Wait()
 	}
-	for i := range tasks {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-
 	parts[len(tasks)] = r.extras()
 
-	res := &Result{why: map[string]*reason{}}
-	var all []spec.Entry
+	n := 0
+	for _, p := range parts {
+		n += len(p.items)
+	}
+	res := &Result{why: make(map[string]*reason, n)}
+	all := make([]spec.Entry, 0, n)
 	seenMissing := map[string]bool{}
 	seenProblem := map[string]bool{}
-	seen := map[spec.Entry]bool{}
+	seen := make(map[spec.Entry]bool, n)
+	merged := map[*partial]bool{}
+	var merge func(items []item)
+	merge = func(items []item) {
+		for _, it := range items {
+			if it.shared != nil {
+				if !merged[it.shared] {
+					merged[it.shared] = true
+					merge(it.shared.items)
+				}
+				continue
+			}
+			if !seen[it.e] {
+				seen[it.e] = true
+				all = append(all, it.e)
+			}
+			if _, ok := res.why[it.e.Path]; !ok {
+				res.why[it.e.Path] = it.why
+			}
+		}
+	}
 	for _, p := range parts {
-		// Most programs share most libraries: dedupe before sorting.
-		for _, e := range p.entries {
-			if !seen[e] {
-				seen[e] = true
-				all = append(all, e)
-			}
-		}
-		for k, v := range p.why {
-			if _, ok := res.why[k]; !ok {
-				res.why[k] = v
-			}
-		}
+		merge(p.items)
 		for _, m := range p.missing {
 			k := m.Name + "\x00" + m.NeededBy
 			if !seenMissing[k] {
@@ -424,19 +512,27 @@ func (r *Resolver) file(out *partial, p string, why *reason, depth int) {
 		out.problem(err)
 		return
 	}
-	hr := newHeadReader(fd, n.size)
-	var head [256]byte
+	sc := getScratch()
+	hr := sc.reader(fd, n.size)
+	var head [4]byte
 	k, _ := hr.ReadAt(head[:min(int64(len(head)), n.size)], 0)
-	if k >= 4 && string(head[:4]) == "\x7fELF" {
+	isELF := k == 4 && string(head[:]) == "\x7fELF"
+	var shebang []byte
+	switch {
+	case isELF:
 		// Parse now, through the block already read.
-		r.parseObject(fileID{n.dev, n.ino}, real, hr)
+		r.parseObject(fileID{n.dev, n.ino}, real, hr, sc)
+	case k >= 2 && string(head[:2]) == "#!":
+		// The kernel reads at most 256 bytes of a #! line.
+		shebang = append([]byte(nil), hr.head[:min(len(hr.head), 256)]...)
 	}
 	unix.Close(fd)
+	putScratch(sc)
 	switch {
-	case k >= 4 && string(head[:4]) == "\x7fELF":
+	case isELF:
 		r.elfMain(out, p, real, why)
-	case k >= 2 && string(head[:2]) == "#!":
-		r.script(out, p, head[:k], why, depth)
+	case shebang != nil:
+		r.script(out, p, shebang, why, depth)
 	}
 }
 
@@ -464,16 +560,18 @@ func (r *Resolver) object(real string) (*elfInfo, fileID, error) {
 		r.objs[id] = o
 		r.objMu.Unlock()
 	} else {
-		o = r.parseObject(id, real, newHeadReader(fd, n.size))
+		sc := getScratch()
+		o = r.parseObject(id, real, sc.reader(fd, n.size), sc)
 		unix.Close(fd)
+		putScratch(sc)
 	}
 	return o.info, id, o.err
 }
 
 // parseObject parses an ELF file read through hr and memoizes it by id.
-func (r *Resolver) parseObject(id fileID, real string, hr *headReader) *object {
+func (r *Resolver) parseObject(id fileID, real string, hr *headReader, sc *scratch) *object {
 	o := &object{}
-	o.info, o.err = readELF(hr, hr.size)
+	o.info, o.err = readELFWith(hr, hr.size, sc)
 	if o.err != nil {
 		o.err = fmt.Errorf("%s: %w", real, o.err)
 	}
