@@ -31,15 +31,16 @@ func (p *parser) finish() *Trace {
 			return false
 		}
 		if p.o.Host {
-			if _, err := os.Lstat(abs); err != nil {
+			// One statx answers both questions: does it exist, and was
+			// it born after the run started.
+			b, exists, hasBirth := birth(abs)
+			if !exists {
 				vanished[abs] = true
 				return false
 			}
-			if state == stMaybe && !p.o.Started.IsZero() {
-				if b, ok := birth(abs); ok && b.After(p.o.Started) {
-					created[abs] = true
-					return false
-				}
+			if state == stMaybe && !p.o.Started.IsZero() && hasBirth && b.After(p.o.Started) {
+				created[abs] = true
+				return false
 			}
 		}
 		keep[abs] = true
@@ -146,16 +147,22 @@ func (p *parser) physical(abs string, memo map[string]string) (string, []string)
 	return cur, via
 }
 
-// birth returns the birth time of name, if its file system records one.
-func birth(name string) (time.Time, bool) {
+// birth returns the birth time of name, if its file system records one,
+// and whether name exists at all (a symlink is not followed).
+func birth(name string) (t time.Time, exists, ok bool) {
 	var st unix.Statx_t
 	if err := unix.Statx(unix.AT_FDCWD, name, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_BTIME, &st); err != nil {
-		return time.Time{}, false
+		if err == unix.ENOSYS {
+			// Before Linux 4.11: no statx, and so no birth time.
+			_, err := os.Lstat(name)
+			return time.Time{}, err == nil, false
+		}
+		return time.Time{}, false, false
 	}
 	if st.Mask&unix.STATX_BTIME == 0 {
-		return time.Time{}, false
+		return time.Time{}, true, false
 	}
-	return time.Unix(st.Btime.Sec, int64(st.Btime.Nsec)), true
+	return time.Unix(st.Btime.Sec, int64(st.Btime.Nsec)), true, true
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -31,6 +31,13 @@ func (c *call) succeeded() bool {
 // the text is not a syscall line. A call whose closing parenthesis is
 // missing is returned with cut set if allowCut is true.
 func splitCall(s string, allowCut bool) (c call, ok bool) {
+	return splitCallArgs(s, allowCut, nil)
+}
+
+// splitCallArgs is splitCall appending the arguments to args, so that a
+// parser can reuse one slice for every line instead of growing a new one.
+func splitCallArgs(s string, allowCut bool, args []string) (c call, ok bool) {
+	c.args = args[:0]
 	open := strings.IndexByte(s, '(')
 	if open <= 0 {
 		return c, false

@@ -172,7 +172,8 @@ type parser struct {
 
 	live    *liveSet
 	cutLine bool
-	created int // paths whose first event proved the run made them
+	args    []string // reused by split
+	created int      // paths whose first event proved the run made them
 	t       Trace
 }
 
@@ -251,12 +252,20 @@ func (p *parser) line(s string) {
 		p.cut(pid, rest)
 		return
 	}
-	c, ok := splitCall(rest, false)
+	c, ok := p.split(rest, false)
 	if !ok {
 		p.unknown(s, "not a syscall line")
 		return
 	}
 	p.call(pid, &c)
+}
+
+// split is splitCall reusing the parser's argument slice; the call is
+// valid until the next split.
+func (p *parser) split(s string, allowCut bool) (call, bool) {
+	c, ok := splitCallArgs(s, allowCut, p.args)
+	p.args = c.args[:0]
+	return c, ok
 }
 
 // liveSet is the set of traced pids that have not exited, shared with
@@ -360,7 +369,7 @@ func (p *parser) resumed(pid int, rest string) {
 		p.cut(pid, full)
 		return
 	}
-	c, ok := splitCall(full, false)
+	c, ok := p.split(full, false)
 	if !ok {
 		p.unknown(full, "resumed call not understood")
 		return
@@ -371,7 +380,7 @@ func (p *parser) resumed(pid int, rest string) {
 // cut salvages a line longer than MaxLine: only an execve's path is taken,
 // since the exec'd file is not opened by any other call the log shows.
 func (p *parser) cut(pid int, head string) {
-	c, ok := splitCall(head, true)
+	c, ok := p.split(head, true)
 	if !ok || (c.name != "execve" && c.name != "execveat") {
 		p.unknown(head, "line longer than MaxLine")
 		return

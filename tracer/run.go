@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -114,18 +115,32 @@ func runOnce(ctx context.Context, o Options, log *zap.Logger, strace, cwd string
 	// Open the read end without blocking, then hold a write end ourselves,
 	// so the reader sees EOF only once strace is gone, even if strace dies
 	// before it ever opens the FIFO.
-	rd, err := os.OpenFile(fifo, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	rfd, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, 0, fmt.Errorf("opening the log FIFO %s: %w", fifo, err)
 	}
-	defer rd.Close()
 	hold, err := os.OpenFile(fifo, os.O_WRONLY, 0)
 	if err != nil {
+		unix.Close(rfd)
 		return nil, 0, fmt.Errorf("opening the log FIFO %s: %w", fifo, err)
 	}
+	// Then read it blocking, outside Go's netpoller. strace writes every
+	// line in two write(2) calls, and an fd in the (edge-triggered) poller
+	// wakes the runtime at each of them, even while the parser sleeps:
+	// thousands of wakeups that the command and strace pay for on a
+	// machine with few cores. A blocking read wakes only a waiting reader.
+	if err := unix.SetNonblock(rfd, false); err != nil {
+		unix.Close(rfd)
+		hold.Close()
+		return nil, 0, fmt.Errorf("opening the log FIFO %s: %w", fifo, err)
+	}
+	rd := os.NewFile(uintptr(rfd), fifo)
+	defer rd.Close()
 	// A larger pipe lets strace run ahead of the parser in bursts (an
-	// exec's ld.so search) instead of stalling the command.
-	_, _ = unix.FcntlInt(rd.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+	// exec's ld.so search) instead of stalling the command. Where the limit
+	// is lower (/proc/sys/fs/pipe-max-size), the pipe keeps its size.
+	_, _ = unix.FcntlInt(uintptr(rfd), unix.F_SETPIPE_SZ, 1<<20)
+	pipeSize, _ := unix.FcntlInt(uintptr(rfd), unix.F_GETPIPE_SZ, 0)
 
 	args := []string{}
 	if seccomp {
@@ -141,7 +156,10 @@ func runOnce(ctx context.Context, o Options, log *zap.Logger, strace, cwd string
 	// processes themselves; strace then exits as its last tracee does.
 	live := &liveSet{pids: map[int]bool{}}
 	waited := make(chan struct{})
+	batch := newBatchReader(rd, pipeSize)
 	cmd.Cancel = func() error {
+		// The parser must see new pids at once to kill them.
+		batch.drain()
 		// Pids appear in the log a little after they start; keep killing
 		// until strace is gone.
 		go func() {
@@ -161,7 +179,7 @@ func runOnce(ctx context.Context, o Options, log *zap.Logger, strace, cwd string
 	cmd.WaitDelay = 10 * time.Second
 
 	var keep *os.File
-	var src io.Reader = &batchReader{r: rd}
+	var src io.Reader = batch
 	var keepW *bufio.Writer
 	if o.KeepLog != "" {
 		keep, err = os.Create(o.KeepLog)
@@ -171,7 +189,7 @@ func runOnce(ctx context.Context, o Options, log *zap.Logger, strace, cwd string
 		}
 		defer keep.Close()
 		keepW = bufio.NewWriterSize(keep, 256<<10)
-		src = io.TeeReader(rd, keepW)
+		src = io.TeeReader(batch, keepW)
 	}
 
 	excl := append([]string{}, o.Exclude...)
@@ -196,6 +214,8 @@ func runOnce(ctx context.Context, o Options, log *zap.Logger, strace, cwd string
 	}()
 	waitErr := cmd.Wait()
 	close(waited)
+	// What is left in the pipe is all there will be: read it at once.
+	batch.drain()
 	hold.Close()
 	res := <-done
 	if keepW != nil {
@@ -291,19 +311,71 @@ func orWriter(w io.Writer, def *os.File) io.Writer {
 	return w
 }
 
-// batchReader reads the FIFO in batches: after a short read it waits a
-// moment so strace's lines pile up in the pipe. On a machine with few cores
-// the command, strace and vzfs compete; waking vzfs for every line strace
-// writes costs the command more than the parse itself. The 1 MiB pipe holds
-// far more than strace writes in the pause, so strace never blocks on it.
+// batchReader reads the FIFO in batches: once it has emptied the pipe it
+// pauses, so strace's lines pile up there, instead of waking for each of
+// strace's writes (two per line). On a machine with few cores the command,
+// strace and vzfs compete, and every wakeup of vzfs, including the Go
+// runtime's own (its sysmon thread polls every 20µs for a while after each
+// syscall), is time taken from the command. The pause adapts to the log
+// rate so that the pipe stays well below full and strace never blocks on
+// it; drain ends the pauses once strace is gone.
 type batchReader struct {
-	r io.Reader
+	r          io.Reader
+	size       int // pipe capacity
+	pause      time.Duration
+	minP, maxP time.Duration // bounds of pause
+	got        int           // bytes read since the last pause
+	timer      *time.Timer
+	done       chan struct{}
+	once       sync.Once
 }
+
+// Bounds of the pause. At the longest pause, filling a quarter of a 1 MiB
+// pipe takes 5 MB/s of log, some 40000 lines a second.
+const (
+	minPause = time.Millisecond
+	maxPause = 50 * time.Millisecond
+)
+
+func newBatchReader(r io.Reader, pipeSize int) *batchReader {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	if pipeSize <= 0 {
+		pipeSize = 64 << 10
+	}
+	return &batchReader{r: r, size: pipeSize, pause: maxPause / 5, minP: minPause, maxP: maxPause,
+		timer: t, done: make(chan struct{})}
+}
+
+// drain ends the pauses: strace is gone (or being stopped), so nothing
+// more will pile up and the rest should be parsed without delay.
+func (b *batchReader) drain() { b.once.Do(func() { close(b.done) }) }
 
 func (b *batchReader) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
-	if err == nil && n < len(p)/2 {
-		time.Sleep(2 * time.Millisecond)
+	b.got += n
+	if err != nil || n == len(p) {
+		// The pipe may hold more: read on.
+		return n, err
+	}
+	// The pipe is empty. Aim for a quarter of it per pause.
+	switch {
+	case b.got > b.size/4:
+		b.pause = max(b.pause/2, b.minP)
+	case b.got < b.size/16:
+		b.pause = min(b.pause*2, b.maxP)
+	}
+	b.got = 0
+	select {
+	case <-b.done:
+		return n, err
+	default:
+	}
+	b.timer.Reset(b.pause)
+	select {
+	case <-b.timer.C:
+	case <-b.done:
+		b.timer.Stop()
 	}
 	return n, err
 }
