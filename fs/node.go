@@ -39,12 +39,11 @@ type backing struct {
 	idle *list.Element // in rawFS.idle while no handle uses it
 }
 
-// handle is an open file or directory.
+// handle is an open file.
 type handle struct {
 	node uint64
-	fd   int        // host fd for reads; -1 with passthrough
-	dir  []dirEntry // directory listing, taken at open
-	pt   bool       // holds a reference on backing[node]
+	fd   int  // host fd for reads; -1 with passthrough
+	pt   bool // holds a reference on backing[node]
 }
 
 // dirEntry is one entry of a listed directory.
@@ -85,6 +84,8 @@ type rawFS struct {
 	handles map[uint64]*handle
 	backing map[uint64]*backing
 	idle    *list.List // node IDs of unused backings, most recent first
+
+	listings listingCache // directory listings being read
 }
 
 func newRawFS(t *Tree, mnt string, o MountOptions) *rawFS {

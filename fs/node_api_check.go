@@ -35,7 +35,6 @@ var (
 	_ = (interface {
 		ReadDir(<-chan struct{}, *fuse.ReadIn, *fuse.DirEntryList) fuse.Status
 	})((*rawFS)(nil))
-	_ = (interface{ ReleaseDir(*fuse.ReleaseIn) })((*rawFS)(nil))
 	_ = (interface {
 		SetAttr(<-chan struct{}, *fuse.SetAttrIn, *fuse.AttrOut) fuse.Status
 	})((*rawFS)(nil))

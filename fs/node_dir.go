@@ -2,35 +2,22 @@ package fs
 
 import (
 	"slices"
+	"sync"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
-// OpenDir only hands out a handle: the kernel caches listings
-// (FOPEN_CACHE_DIR), so most opens of a directory never read it, and
-// reading the host directory here would cost every `ls -R` a getdents per
-// directory for nothing. The listing is taken at the first ReadDir.
+// OpenDir answers ENOSYS, which the kernel remembers for the whole mount:
+// from then on it opens and releases directories without asking us, and
+// caches their listings as if we had said FOPEN_KEEP_CACHE|FOPEN_CACHE_DIR
+// (fs/fuse/file.c, "Default for no-open"). Listings cannot change while
+// mounted, so a warm `ls -R` then costs no round trip per directory, where
+// an OPENDIR and a RELEASEDIR each cost one. Open modes need no check: the
+// VFS refuses to open a directory for writing (EISDIR) before FUSE sees it.
 func (r *rawFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	if in.Flags&unix.O_ACCMODE != unix.O_RDONLY {
-		return fuse.EROFS
-	}
-	tg, ok := r.resolve(in.NodeId)
-	if !ok {
-		return fuse.Status(unix.ESTALE)
-	}
-	if tg.typ != unix.S_IFDIR {
-		return fuse.ENOTDIR
-	}
-	fh := r.handleNumber.next()
-	r.mu.Lock()
-	r.handles[fh] = &handle{node: in.NodeId, fd: -1}
-	r.mu.Unlock()
-	out.Fh = fh
-	// The listing cannot change while mounted: let the kernel cache it.
-	out.OpenFlags |= fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_CACHE_DIR
-	return fuse.OK
+	return fuse.ENOSYS
 }
 
 // listDir takes a directory's listing: the tree's children, or the host
@@ -92,34 +79,29 @@ func (r *rawFS) listDir(nodeID uint64) ([]dirEntry, fuse.Status) {
 	return list, fuse.OK
 }
 
-// ReadDir lists from the handle's snapshot: ".", "..", then the entries.
-// The offset of an entry is its position plus one, so a reader can resume
-// anywhere.
+// ReadDir lists a directory by node: there are no directory handles
+// (see OpenDir). ".", ".." and then the entries; the offset of an entry is
+// its position plus one, so a reader can resume anywhere. A read from
+// offset 0 takes a fresh listing; later offsets continue the listing that
+// read took, kept in a small cache, so a host directory that changes
+// between two reads of one listing neither skips nor repeats names. The
+// kernel fills its own listing cache from offset 0 onwards and serves every
+// later open of the directory from it.
 func (r *rawFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
-	r.mu.Lock()
-	h := r.handles[in.Fh]
 	var dir []dirEntry
-	if h != nil {
-		dir = h.dir
-	}
-	r.mu.Unlock()
-	if h == nil {
-		return fuse.EBADF
+	if in.Offset > 0 {
+		dir = r.listings.get(in.NodeId)
 	}
 	if dir == nil {
-		list, s := r.listDir(h.node)
+		list, s := r.listDir(in.NodeId)
 		if !s.Ok() {
 			return s
 		}
-		r.mu.Lock()
-		if h.dir == nil {
-			h.dir = list
-		}
-		dir = h.dir
-		r.mu.Unlock()
+		dir = list
 	}
 	total := uint64(len(dir)) + 2
-	for off := in.Offset; off < total; off++ {
+	off := in.Offset
+	for ; off < total; off++ {
 		var e fuse.DirEntry
 		switch off {
 		case 0:
@@ -135,14 +117,62 @@ func (r *rawFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEn
 			break
 		}
 	}
+	if off < total {
+		r.listings.put(in.NodeId, dir)
+	} else {
+		r.listings.drop(in.NodeId)
+	}
 	return fuse.OK
 }
 
-// ReleaseDir drops the listing.
-func (r *rawFS) ReleaseDir(in *fuse.ReleaseIn) {
-	r.mu.Lock()
-	delete(r.handles, in.Fh)
-	r.mu.Unlock()
+// listingCache keeps the listings of directories being read in more than
+// one READDIR, by node. It is bounded: a listing evicted early is taken
+// again, which costs a getdents, not a wrong answer for a tree directory.
+type listingCache struct {
+	mu   sync.Mutex
+	m    map[uint64][]dirEntry
+	fifo []uint64
+}
+
+// maxListings bounds listingCache; each reader of a large directory holds
+// one entry for as long as its listing takes.
+const maxListings = 64
+
+func (c *listingCache) get(node uint64) []dirEntry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[node]
+}
+
+func (c *listingCache) put(node uint64, d []dirEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[uint64][]dirEntry{}
+	}
+	if _, ok := c.m[node]; !ok {
+		for len(c.m) >= maxListings && len(c.fifo) > 0 {
+			delete(c.m, c.fifo[0])
+			c.fifo = c.fifo[1:]
+		}
+		c.fifo = append(c.fifo, node)
+	}
+	c.m[node] = d
+}
+
+func (c *listingCache) drop(node uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[node]; !ok {
+		return
+	}
+	delete(c.m, node)
+	for i, n := range c.fifo {
+		if n == node {
+			c.fifo = append(c.fifo[:i], c.fifo[i+1:]...)
+			break
+		}
+	}
 }
 
 // FsyncDir has nothing to sync.

@@ -1,8 +1,12 @@
 package fs
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"sort"
@@ -77,7 +81,7 @@ type TreeOptions struct {
 	// an empty root-owned 0755 directory.
 	ExtraDirs []string
 
-	// Jobs bounds the parallel lstat pass; 0 means GOMAXPROCS.
+	// Jobs bounds the parallel lstat pass; 0 means GOMAXPROCS, at least 4.
 	Jobs int
 }
 
@@ -139,7 +143,8 @@ const (
 	stateDropped     // an implicit ancestor with nothing live below it
 )
 
-// NewTree builds the view of s. It lstats every entry once, so that missing
+// NewTree builds the view of s. It looks every entry up once (lstat, or
+// getdents of a directory the spec lists much of), so that missing
 // entries are found now rather than by a program at run time; with
 // o.SkipMissing they are dropped (see Tree.Missing), otherwise the error is
 // a *MissingError naming all of them.
@@ -177,10 +182,15 @@ func NewTree(s *spec.Spec, o TreeOptions) (*Tree, error) {
 		}
 	}
 
+	// Only directories go in the index: a million-entry spec has a few
+	// thousand, and an index of every entry is most of the build's time.
+	// Pass one makes a node for every parent directory; pass two a node
+	// for every entry that is not one of them. Entries come sorted, or
+	// nearly, so consecutive entries mostly share a parent: remembering
+	// the last one saves most lookups.
 	nodes := make([]buildNode, 1, len(entries)+len(entries)/4+16)
 	nodes[0] = buildNode{path: "/", parent: noNode}
-	index := make(map[string]uint32, cap(nodes))
-	index["/"] = 0
+	index := map[string]uint32{"/": 0}
 	var ensure func(p string) uint32
 	ensure = func(p string) uint32 {
 		if i, ok := index[p]; ok {
@@ -192,19 +202,80 @@ func NewTree(s *spec.Spec, o TreeOptions) (*Tree, error) {
 		index[p] = i
 		return i
 	}
-	for _, e := range entries {
-		if e.Path != "/" && coveredBySubtree(e.Path) {
+	lastDir, lastIdx, lastCovered := "", uint32(0), false
+	// parentIdx returns the node of p's parent, made if need be, or
+	// covered when a "/**" entry above p serves it.
+	parentIdx := func(p string) (idx uint32, covered bool) {
+		d := parentOf(p)
+		if d != lastDir {
+			lastDir = d
+			lastCovered = subtrees[d] || coveredBySubtree(d)
+			if !lastCovered {
+				lastIdx = ensure(d)
+			}
+		}
+		return lastIdx, lastCovered
+	}
+	// Specs come sorted and without duplicates (spec.Spec keeps them
+	// so), and then a duplicate can only be the entry just before; a
+	// spec built by hand gets an index of its leaves as well.
+	sorted := true
+	for i := 1; i < len(entries) && sorted; i++ {
+		sorted = entries[i-1].Path <= entries[i].Path
+	}
+	var leaves map[string]uint32
+	if !sorted {
+		leaves = map[string]uint32{}
+	}
+	// Extra directories are made with ensure below, which must find an
+	// entry that names one: those few entries go in the index too.
+	extra := map[string]bool{}
+	for _, d := range o.ExtraDirs {
+		for ; d != "/" && d != "" && !extra[d]; d = parentOf(d) {
+			extra[d] = true
+		}
+	}
+	skip := make([]bool, len(entries))
+	for i, e := range entries {
+		if e.Path == "/" {
 			continue
 		}
 		if err := spec.Validate(e.Path); err != nil {
 			return nil, fmt.Errorf("spec entry %q: %w", e.Path, err)
 		}
-		i := ensure(e.Path)
-		nodes[i].flags |= flagExplicit
+		_, skip[i] = parentIdx(e.Path)
+	}
+	lastLeaf := noNode
+	for i, e := range entries {
+		if skip[i] {
+			continue
+		}
+		j, ok := index[e.Path]
+		switch {
+		case ok:
+		case leaves != nil:
+			j, ok = leaves[e.Path]
+		case lastLeaf != noNode && nodes[lastLeaf].path == e.Path:
+			j, ok = lastLeaf, true
+		}
+		if !ok {
+			par, _ := parentIdx(e.Path)
+			j = uint32(len(nodes))
+			nodes = append(nodes, buildNode{path: e.Path, parent: par})
+			lastLeaf = j
+			if leaves != nil {
+				leaves[e.Path] = j
+			}
+			if extra[e.Path] {
+				index[e.Path] = j
+			}
+		}
+		nodes[j].flags |= flagExplicit
 		if e.Subtree {
-			nodes[i].flags |= flagSubtree
+			nodes[j].flags |= flagSubtree
 		}
 	}
+	skip, leaves = nil, nil
 	for _, d := range o.ExtraDirs {
 		if err := spec.Validate(d); err != nil {
 			return nil, fmt.Errorf("extra directory %q: %w", d, err)
@@ -219,7 +290,6 @@ func NewTree(s *spec.Spec, o TreeOptions) (*Tree, error) {
 		nodes[i].flags |= flagExtra
 	}
 	index = nil
-
 	lstatAll(nodes, o.Jobs)
 
 	// Decide which nodes live, parents first: node i's parent always has a
@@ -307,66 +377,256 @@ func sortStrings(m []MissingEntry) {
 	sort.Slice(m, func(i, j int) bool { return m[i].Path < m[j].Path })
 }
 
-// lstatAll fills in type and identity for every node, in parallel: a spec of
-// a million entries is a million lstat calls, which one core does in about
-// a second.
+// lstatAll fills in type and identity for every node. Nodes are grouped by
+// parent directory and the directories shared out among workers. A spec of
+// a million entries is a million lstat calls, which this machine does in
+// about two seconds a core; most entries sit in directories the spec lists
+// much of, though, and one getdents of such a directory gives the name,
+// type and inode of every entry at once (see statDir).
 func lstatAll(nodes []buildNode, jobs int) {
 	if jobs <= 0 {
-		jobs = runtime.GOMAXPROCS(0)
+		// Waiting on a cold disk is not computing: a few more workers
+		// than cores keep it busy.
+		jobs = max(4, runtime.GOMAXPROCS(0))
 	}
-	const chunk = 4096
+	var st unix.Stat_t
+	if err := unix.Lstat(nodes[0].path, &st); err != nil {
+		nodes[0].err = err
+	} else {
+		nodes[0].setStat(&st)
+	}
+	if len(nodes) == 1 {
+		return
+	}
+	// Children of each node, by counting sort on parent.
+	start := make([]uint32, len(nodes)+1)
+	for i := 1; i < len(nodes); i++ {
+		start[nodes[i].parent+1]++
+	}
+	for i := 1; i < len(start); i++ {
+		start[i] += start[i-1]
+	}
+	kids := make([]uint32, len(nodes)-1)
+	fill := append([]uint32(nil), start[:len(nodes)]...)
+	for i := 1; i < len(nodes); i++ {
+		p := nodes[i].parent
+		kids[fill[p]] = uint32(i)
+		fill[p]++
+	}
+	fill = nil
+	var dirs []uint32
+	for p := range nodes {
+		if start[p+1] > start[p] {
+			dirs = append(dirs, uint32(p))
+		}
+	}
+	mounts := mountPoints()
 	var wg sync.WaitGroup
-	work := make(chan int, jobs)
+	work := make(chan []uint32, jobs)
 	for w := 0; w < jobs; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var st unix.Stat_t
-			// Siblings sit next to each other, so stat each relative to
-			// an fd of their parent, opened once per run of siblings:
-			// the kernel then walks one component instead of the whole
-			// path. Opening the parent follows symlinks as lstat of the
-			// full path would.
-			dirFd, dirNode := -1, noNode
-			for start := range work {
-				end := min(start+chunk, len(nodes))
-				for i := start; i < end; i++ {
-					n := &nodes[i]
-					var err error
-					if i > 0 && n.parent != dirNode {
-						if dirFd >= 0 {
-							unix.Close(dirFd)
-						}
-						dirNode = n.parent
-						dirFd, err = unix.Open(nodes[dirNode].path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-						if err != nil {
-							dirFd = -1
-						}
-					}
-					if i > 0 && dirFd >= 0 {
-						err = unix.Fstatat(dirFd, baseName(n.path), &st, unix.AT_SYMLINK_NOFOLLOW)
-					} else {
-						err = unix.Lstat(n.path, &st)
-					}
-					if err != nil {
-						n.err = err
-						continue
-					}
-					n.typ = uint8(st.Mode >> 12 & 0xf)
-					n.ino = st.Ino
-					n.dev = st.Dev
+			var sd dirStatter
+			for batch := range work {
+				for _, p := range batch {
+					sd.statDir(nodes, p, kids[start[p]:start[p+1]], mounts)
 				}
-			}
-			if dirFd >= 0 {
-				unix.Close(dirFd)
 			}
 		}()
 	}
-	for start := 0; start < len(nodes); start += chunk {
-		work <- start
+	// Batches of directories, each about 4096 entries' worth, so that
+	// small directories do not cost a channel operation each.
+	for i := 0; i < len(dirs); {
+		j, n := i, 0
+		for j < len(dirs) && n < 4096 {
+			n += int(start[dirs[j]+1] - start[dirs[j]])
+			j++
+		}
+		work <- dirs[i:j]
+		i = j
 	}
 	close(work)
 	wg.Wait()
+}
+
+func (n *buildNode) setStat(st *unix.Stat_t) {
+	n.typ = uint8(st.Mode >> 12 & 0xf)
+	n.ino = st.Ino
+	n.dev = st.Dev
+}
+
+// dirStatter is one lstatAll worker's scratch space.
+type dirStatter struct {
+	buf    []byte
+	wanted map[string]uint32
+	seen   []bool
+}
+
+// minListed is the fewest entries a directory must have in the spec for
+// statDir to read the directory rather than lstat them one by one.
+const minListed = 16
+
+// statDir fills in the children kids of directory node p. Opening the
+// directory by its full path follows symlinks, as lstat of the children's
+// full paths would: the caller drops nodes below a symlink anyway.
+//
+// When the spec lists many entries of the directory, and the directory is
+// not much bigger than that, it is read with getdents instead: the name,
+// type (d_type) and inode (d_ino) of every entry, with the device the
+// directory's. That is what lstat would say, except for an entry that is
+// a mount point (getdents gives the covered inode), a subdirectory (a
+// btrfs subvolume has a device of its own) and filesystems whose d_ino or
+// d_type is not st_ino or st_mode's (overlayfs, network filesystems): those
+// entries, those filesystems and names the listing lacks are lstat'ed
+// one by one.
+func (sd *dirStatter) statDir(nodes []buildNode, p uint32, kids []uint32, mounts map[string]bool) {
+	dir := nodes[p].path
+	if len(kids) >= minListed {
+		if sd.readDir(nodes, dir, kids, mounts) {
+			return
+		}
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fd = -1
+	}
+	sd.statEach(nodes, fd, kids)
+	if fd >= 0 {
+		unix.Close(fd)
+	}
+}
+
+// statEach lstats kids relative to dirFd, or by full path without one.
+func (sd *dirStatter) statEach(nodes []buildNode, dirFd int, kids []uint32) {
+	var st unix.Stat_t
+	for _, k := range kids {
+		n := &nodes[k]
+		var err error
+		if dirFd >= 0 {
+			err = unix.Fstatat(dirFd, baseName(n.path), &st, unix.AT_SYMLINK_NOFOLLOW)
+		} else {
+			err = unix.Lstat(n.path, &st)
+		}
+		if err != nil {
+			n.err = err
+			continue
+		}
+		n.setStat(&st)
+	}
+}
+
+// trustedDirents are filesystems whose getdents gives d_ino == st_ino and
+// a d_type always set and equal to lstat's.
+var trustedDirents = map[int64]bool{
+	0xEF53:     true, // ext2, ext3, ext4
+	0x58465342: true, // xfs
+	0x01021994: true, // tmpfs
+	0x9123683E: true, // btrfs
+	0xF2F52010: true, // f2fs
+}
+
+// readDir is statDir's getdents path; false means it did nothing and the
+// caller must lstat every child.
+func (sd *dirStatter) readDir(nodes []buildNode, dir string, kids []uint32, mounts map[string]bool) bool {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	var sfs unix.Statfs_t
+	if unix.Fstat(fd, &st) != nil || unix.Fstatfs(fd, &sfs) != nil || !trustedDirents[int64(sfs.Type)] {
+		return false
+	}
+	// A directory of many more entries than the spec wants from it
+	// costs more to read than the lstats; directory sizes are a rough
+	// guide (ext4 counts blocks, tmpfs 20 bytes an entry).
+	if st.Size > int64(len(kids))*8*32 && st.Size > 64<<10 {
+		return false
+	}
+	if sd.wanted == nil {
+		sd.wanted = map[string]uint32{}
+		sd.buf = make([]byte, 64<<10)
+	}
+	clear(sd.wanted)
+	for i, k := range kids {
+		sd.wanted[baseName(nodes[k].path)] = uint32(i)
+	}
+	sd.seen = append(sd.seen[:0], make([]bool, len(kids))...)
+	dev := st.Dev
+	var rest []uint32 // children to lstat one by one
+	for {
+		n, err := unix.Getdents(fd, sd.buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return false
+		}
+		if n <= 0 {
+			break
+		}
+		b := sd.buf[:n]
+		for len(b) >= 19 {
+			// struct linux_dirent64: ino u64, off s64, reclen u16,
+			// type u8, name.
+			reclen := int(binary.LittleEndian.Uint16(b[16:18]))
+			if reclen < 19 || reclen > len(b) {
+				return false
+			}
+			ino := binary.LittleEndian.Uint64(b[0:8])
+			typ := b[18]
+			name := b[19:reclen]
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
+			}
+			b = b[reclen:]
+			i, ok := sd.wanted[string(name)]
+			if !ok || sd.seen[i] {
+				continue
+			}
+			sd.seen[i] = true
+			k := kids[i]
+			if typ == unix.DT_DIR || typ == unix.DT_UNKNOWN || mounts[nodes[k].path] {
+				rest = append(rest, k)
+				continue
+			}
+			nodes[k].typ = typ
+			nodes[k].ino = ino
+			nodes[k].dev = dev
+		}
+	}
+	for i, k := range kids {
+		if !sd.seen[i] {
+			rest = append(rest, k)
+		}
+	}
+	if len(rest) > 0 {
+		sd.statEach(nodes, fd, rest)
+	}
+	return true
+}
+
+// mountPoints returns the paths mounts are on, from /proc/self/mountinfo;
+// nil when it cannot be read, and then nothing is taken as one (see
+// statDir: directories, where mounts usually are, are lstat'ed anyway).
+func mountPoints() map[string]bool {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	m := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 5 {
+			m[unescapeMountinfo(fields[4])] = true
+		}
+	}
+	return m
 }
 
 // pack lays the live nodes out breadth first with each node's children
