@@ -953,11 +953,13 @@ func stressScaleSpec(t *testing.T, n int) string {
 // BENCHMARKS.md. Only in `make stress` (VZFS_STRESS=long): making a
 // million hard links takes a while.
 func TestStressScale(t *testing.T) {
-	if !stressLong() {
-		t.Skip("the 1,000,000-entry scale run is part of make stress (VZFS_STRESS=long)")
-	}
 	requireFUSE(t)
-	n := 1_000_000
+	// make test runs the same path at 50,000 entries: every entry must
+	// parse, mount and answer; make stress measures at a million.
+	n := 50_000
+	if stressLong() {
+		n = 1_000_000
+	}
 	if v, err := strconv.Atoi(os.Getenv("VZFS_SCALE")); err == nil && v > 0 {
 		n = v
 	}
@@ -1041,6 +1043,11 @@ func TestStressScale(t *testing.T) {
 
 	per := func(b uint64) float64 { return float64(int64(b)-int64(base)) / float64(n) }
 	mark := func(ok bool) string {
+		if n < 1_000_000 {
+			// Fixed heap overhead dominates small specs: the goals are
+			// for a million entries.
+			return "goal is for 1,000,000 entries: make stress"
+		}
 		if ok {
 			return "met"
 		}
