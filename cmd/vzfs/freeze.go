@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -291,31 +290,17 @@ func resolveSpec(log *zap.Logger, s *spec.Spec, with string) error {
 	if err != nil {
 		return failErr(err)
 	}
-	inputs := make([]string, len(s.Entries))
-	for i, e := range s.Entries {
-		inputs[i] = e.Path
-		if e.Subtree {
-			inputs[i] = strings.TrimSuffix(e.Path, "/") + spec.SubtreeSuffix
-		}
-	}
-	res, err := r.Resolve(inputs...)
+	added, res, err := r.Complete(s)
 	if err != nil {
 		return usageErr(err)
 	}
 	if err := res.Err(); err != nil {
 		log.Warn("resolving the spec: " + err.Error())
 	}
-	var added []string
-	for _, e := range res.Spec.Entries {
-		if !s.Covers(e.Path) {
-			added = append(added, e.String())
-		}
-	}
-	s.Merge(res.Spec)
 	if len(added) > 0 {
 		log.Info("resolver added entries to the spec", zap.Int("count", len(added)))
 		for _, a := range added {
-			log.Debug("added", zap.String("entry", a))
+			log.Debug("added", zap.Stringer("entry", a))
 		}
 	}
 	return nil
