@@ -1,25 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
-	"net/url"
-	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 
 	"github.com/vzfs/vzfs/fs"
 	"github.com/vzfs/vzfs/spec"
@@ -155,12 +146,9 @@ func prepareMountpoint(mnt string, force bool, log *zap.Logger) (string, error) 
 	var me *fs.MountError
 	if errors.As(err, &me) && me.Kind == fs.MountpointStale && force {
 		log.Info("clearing dead mount", zap.String("mountpoint", abs))
-		if uerr := fs.Unmount(abs, false); uerr != nil {
-			if uerr = fs.Unmount(abs, true); uerr != nil {
-				return "", failErr(fmt.Errorf("clearing dead mount: %w", uerr))
-			}
+		if uerr := fs.ClearDeadMount(abs); uerr != nil {
+			return "", failErr(uerr)
 		}
-		removePidFile(abs)
 		abs, err = fs.CheckMountpoint(mnt)
 	}
 	if errors.As(err, &me) {
@@ -250,29 +238,13 @@ func serve(g *globalOpts, o *mountOpts, specPath, mnt string) (err error) {
 		return failErr(err)
 	}
 	log.Info("mounted", zap.String("spec", specPath), zap.String("mountpoint", mnt), zap.Int("nodes", t.Len()), zap.Bool("passthrough", srv.Passthrough()), zap.Bool("learn", o.learn))
-	writePidFile(mnt, log)
-	defer removePidFile(mnt)
-
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	if o.readyFd >= 0 {
-		reportReady(o.readyFd, nil)
-	}
-	select {
-	case <-srv.Done():
-		log.Info("unmounted from outside", zap.String("mountpoint", mnt))
-	case sig := <-sigs:
-		log.Info("signal: unmounting", zap.Stringer("signal", sig))
-		if err := srv.Unmount(); err != nil {
-			// Busy: detach it, so the daemon can go; the kernel frees
-			// the mount when its last user leaves.
-			log.Warn("mount busy, detaching it", zap.Error(err))
-			if err := fs.Unmount(mnt, true); err != nil {
-				return failErr(fmt.Errorf("unmounting %s: %w", mnt, err))
-			}
-			srv.Wait()
+	err = fs.ServeUntilSignal(srv, log, func() {
+		if o.readyFd >= 0 {
+			reportReady(o.readyFd, nil)
 		}
+	})
+	if err != nil {
+		return failErr(err)
 	}
 	return nil
 }
@@ -290,50 +262,25 @@ func missingHints(m *fs.MissingError) []string {
 	return append(h, "remove them from the spec, or pass --skip-missing to mount without them")
 }
 
-// Readiness protocol between 'vzfs mount' and its daemon child, over a
-// pipe: one line "OK", or "ERR <exit code>" followed by the error line and
-// hint lines. EOF without either means the child died.
-
-// reportReady tells the waiting parent how the mount went, then closes the
-// pipe so a second report cannot happen.
+// reportReady hands the daemon's outcome to the waiting 'vzfs mount',
+// with the exit code and hints it would have shown itself.
 func reportReady(fd int, err error) {
-	f := os.NewFile(uintptr(fd), "ready")
-	if f == nil {
-		return
-	}
-	defer f.Close()
 	if err == nil {
-		fmt.Fprintf(f, "OK\n")
+		fs.ReportReady(fd, nil)
 		return
 	}
-	code := exitFailure
-	var hints []string
+	de := &fs.DaemonError{Code: exitFailure, Msg: err.Error()}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		code, hints = ee.code, ee.hints
+		de.Code, de.Hints = ee.code, ee.hints
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "ERR %d\n%s\n", code, oneLine(err.Error()))
-	for _, h := range hints {
-		b.WriteString(oneLine(h) + "\n")
-	}
-	_, _ = io.WriteString(f, b.String())
+	fs.ReportReady(fd, de)
 }
 
-func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }
-
-// startDaemon re-executes vzfs as a session leader that serves the mount,
-// and returns once it reports the mount live (or failed).
+// startDaemon runs this mount again as a detached daemon (the same flags,
+// absolute paths, plus the hidden --ready-fd) and returns once it reports
+// the mount live or failed.
 func startDaemon(cmd *cobra.Command, g *globalOpts, o *mountOpts, specPath, mnt string) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return failErr(fmt.Errorf("finding the vzfs binary: %w", err))
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return failErr(err)
-	}
-	defer r.Close()
 	args := []string{"--log-level", g.logLevel, "--log-format", g.logFormat}
 	if g.logFile != "" {
 		lf, err := filepath.Abs(g.logFile)
@@ -342,7 +289,7 @@ func startDaemon(cmd *cobra.Command, g *globalOpts, o *mountOpts, specPath, mnt 
 		}
 		args = append(args, "--log-file", lf)
 	}
-	args = append(args, "mount", "--ready-fd", "3")
+	args = append(args, "mount", "--ready-fd", strconv.Itoa(fs.DaemonReadyFd))
 	if o.revalidateSet {
 		args = append(args, "--revalidate", o.revalidate.String())
 	}
@@ -355,129 +302,28 @@ func startDaemon(cmd *cobra.Command, g *globalOpts, o *mountOpts, specPath, mnt 
 		args = append(args, "--learn-log", o.learnLog)
 	}
 	args = append(args, "--", specPath, mnt)
-	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-	if err != nil {
-		return failErr(err)
-	}
-	defer devnull.Close()
-	child := exec.Command(exe, args...)
-	child.Dir = "/" // hold no directory busy
-	child.Stdin, child.Stdout, child.Stderr = devnull, devnull, devnull
-	child.ExtraFiles = []*os.File{w}
-	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := child.Start(); err != nil {
-		w.Close()
-		return failErr(fmt.Errorf("starting the mount daemon: %w", err))
-	}
-	w.Close()
-	pid := child.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- child.Wait() }()
-
-	br := bufio.NewReader(r)
-	status, _ := br.ReadString('\n')
-	status = strings.TrimSpace(status)
+	pid, err := fs.StartDaemon(args)
+	var de *fs.DaemonError
+	var died *fs.DaemonDiedError
 	switch {
-	case status == "OK":
+	case err == nil:
 		fmt.Fprintf(cmd.OutOrStdout(), "mounted %s on %s (daemon pid %d)\n", specPath, mnt, pid)
 		return nil
-	case strings.HasPrefix(status, "ERR "):
-		code, _ := strconv.Atoi(strings.TrimPrefix(status, "ERR "))
-		msg, _ := br.ReadString('\n')
-		var hints []string
-		for {
-			h, err := br.ReadString('\n')
-			if h = strings.TrimSpace(h); h != "" {
-				hints = append(hints, h)
-			}
-			if err != nil {
-				break
-			}
+	case errors.As(err, &de):
+		e := errors.New(de.Msg)
+		if de.Code == exitUsage {
+			return usageErr(e, de.Hints...)
 		}
-		<-exited
-		e := errors.New(strings.TrimSpace(msg))
-		if code == exitUsage {
-			return usageErr(e, hints...)
-		}
-		return failErr(e, hints...)
-	default:
-		werr := <-exited
+		return failErr(e, de.Hints...)
+	case errors.As(err, &died):
 		hint := "run with -f to see the daemon's output"
 		if g.logFile != "" {
 			hint = "see the daemon's log in " + g.logFile
 		}
-		return failErr(fmt.Errorf("mount daemon exited before the mount was live: %v", werr), hint)
+		return failErr(err, hint)
+	default:
+		return failErr(err)
 	}
-}
-
-// The daemon of a mount is found through a pid file named after the
-// mountpoint, under /run/vzfs/mounts (root) or the user's runtime dir.
-
-func pidDir() string {
-	if os.Geteuid() == 0 {
-		return "/run/vzfs/mounts"
-	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "vzfs", "mounts")
-	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("vzfs-%d", os.Geteuid()), "mounts")
-}
-
-func pidFile(mnt string) string {
-	return filepath.Join(pidDir(), url.PathEscape(mnt)+".pid")
-}
-
-func writePidFile(mnt string, log *zap.Logger) {
-	p := pidFile(mnt)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		log.Warn("cannot write pid file; vzfs umount will not wait for this daemon", zap.Error(err))
-		return
-	}
-	body := fmt.Sprintf("%d\n%s\n", os.Getpid(), mnt)
-	if err := spec.WriteFileAtomic(p, func(w io.Writer) error { _, err := io.WriteString(w, body); return err }); err != nil {
-		log.Warn("cannot write pid file; vzfs umount will not wait for this daemon", zap.Error(err))
-	}
-}
-
-func removePidFile(mnt string) { _ = os.Remove(pidFile(mnt)) }
-
-// daemonPid returns the pid of the daemon serving mnt, if its pid file
-// names a live vzfs process.
-func daemonPid(mnt string) (int, bool) {
-	b, err := os.ReadFile(pidFile(mnt))
-	if err != nil {
-		return 0, false
-	}
-	lines := strings.SplitN(string(b), "\n", 3)
-	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
-	if err != nil || pid <= 0 || len(lines) < 2 || lines[1] != mnt {
-		return 0, false
-	}
-	// The pid may have been reused since: check it is a vzfs serving mnt.
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !strings.Contains(string(cmdline), "\x00mount\x00") || !strings.Contains(string(cmdline), "\x00"+mnt) {
-		return 0, false
-	}
-	return pid, true
-}
-
-// waitGone waits up to d for process pid to exit.
-func waitGone(pid int, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if err := unix.Kill(pid, 0); errors.Is(err, unix.ESRCH) {
-			return true
-		}
-		// A zombie child of ours would never go; we are not its parent,
-		// so check its state too.
-		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-			if i := strings.LastIndexByte(string(st), ')'); i > 0 && i+2 < len(st) && st[i+2] == 'Z' {
-				return true
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return false
 }
 
 // openLearner takes the spec's learn lock; a spec locked by another

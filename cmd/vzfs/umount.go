@@ -53,25 +53,19 @@ The daemon is found through the pid file 'vzfs mount' writes under
 			if mi.FSType != "fuse."+fs.FSType {
 				return usageErr(fmt.Errorf("%s: not a vzfs mount (type %s)", mnt, mi.FSType), "use umount(8) for other filesystems")
 			}
-			pid, havePid := daemonPid(mnt)
-			if err := fs.Unmount(mnt, lazy); err != nil {
-				if errors.Is(err, unix.EBUSY) {
-					return failErr(fmt.Errorf("%s: mount is busy: a process uses a file or directory in it", mnt),
-						"find them with: fuser -vm "+mnt,
-						"or detach it now with: vzfs umount --lazy "+mnt)
-				}
+			pid, detached, err := fs.StopDaemon(mnt, lazy, wait)
+			if errors.Is(err, unix.EBUSY) {
+				return failErr(fmt.Errorf("%s: mount is busy: a process uses a file or directory in it", mnt),
+					"find them with: fuser -vm "+mnt,
+					"or detach it now with: vzfs umount --lazy "+mnt)
+			}
+			if err != nil {
 				return failErr(err)
 			}
-			if havePid && lazy && !waitGone(pid, time.Second) {
+			if detached {
 				fmt.Fprintf(cmd.OutOrStdout(), "detached %s; daemon pid %d exits when its last user leaves\n", mnt, pid)
 				return nil
 			}
-			if havePid {
-				if !waitGone(pid, wait) {
-					return failErr(fmt.Errorf("%s: unmounted, but daemon pid %d has not exited after %v", mnt, pid, wait))
-				}
-			}
-			removePidFile(mnt)
 			g.log.Debug("unmounted", zap.String("mountpoint", mnt), zap.Int("daemon_pid", pid))
 			fmt.Fprintf(cmd.OutOrStdout(), "unmounted %s\n", mnt)
 			return nil
