@@ -379,7 +379,7 @@ func writeMarkdown(w io.Writer, areas []*area, mdPath, svgPath string) error {
 					cells = append(cells, fmt.Sprintf("%.3fx %s", m.value/b.value, mdCell(b.cmd)))
 					continue
 				}
-				cells = append(cells, fmt.Sprintf("%.2fx", m.value/b.value))
+				cells = append(cells, ratioText(m.value/b.value))
 			}
 			var goals []string
 			for _, m := range a.byRow[r] {
@@ -490,7 +490,7 @@ func writeSVG(w io.Writer, areas []*area) error {
 			}
 			fmt.Fprintf(w, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-6, y+barH-4, xmlText(truncate(b.label, 38)))
 			fmt.Fprintf(w, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", x0, y, math.Max(x1-x0, 1), barH, color)
-			fmt.Fprintf(w, `<text x="%.1f" y="%d">%.2fx</text>`+"\n", math.Max(x(b.ratio), x(1))+4, y+barH-4, b.ratio)
+			fmt.Fprintf(w, `<text x="%.1f" y="%d">%s</text>`+"\n", math.Max(x(b.ratio), x(1))+4, y+barH-4, ratioText(b.ratio))
 			y += barH + gap
 		}
 		y += 6
@@ -544,4 +544,13 @@ func writeAtomic(name string, fill func(io.Writer) error) error {
 		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	return nil
+}
+
+// ratioText prints a ratio with two decimals, or with two significant
+// digits below 0.01, where two decimals would print a real 0.003x as 0.00x.
+func ratioText(r float64) string {
+	if r > 0 && r < 0.01 {
+		return fmt.Sprintf("%.2gx", r)
+	}
+	return fmt.Sprintf("%.2fx", r)
 }
