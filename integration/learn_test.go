@@ -41,18 +41,7 @@ func learnMount(t *testing.T, dir, specFile string, args ...string) *mountView {
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	r := runVzfs(t, append(append([]string{"--log-file", filepath.Join(dir, "daemon.log"), "mount", "--learn"}, args...), specFile, mnt)...)
-	if r.code != 0 {
-		t.Fatalf("vzfs mount --learn: exit %d\n%s", r.code, r.stderr)
-	}
-	m := mountPidRe.FindStringSubmatch(r.stdout)
-	if m == nil {
-		t.Fatalf("vzfs mount printed no pid: %q", r.stdout)
-	}
-	pid, _ := strconv.Atoi(m[1])
-	v := &mountView{dir: mnt, pid: pid}
-	t.Cleanup(func() { mountCleanup(t, v) })
-	return v
+	return mountAt(t, specFile, mnt, append([]string{"--log-file", filepath.Join(dir, "daemon.log"), "--learn"}, args...)...)
 }
 
 // learnUmount unmounts v cleanly with vzfs umount, which waits for the

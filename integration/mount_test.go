@@ -36,7 +36,12 @@ var mountPidRe = regexp.MustCompile(`daemon pid (\d+)`)
 // sure the daemon is gone, whatever the test did.
 func mountStart(t *testing.T, specFile string, args ...string) *mountView {
 	t.Helper()
-	mnt := t.TempDir()
+	return mountAt(t, specFile, t.TempDir(), args...)
+}
+
+// mountAt is mountStart on a given, existing mountpoint.
+func mountAt(t *testing.T, specFile, mnt string, args ...string) *mountView {
+	t.Helper()
 	r := runVzfs(t, append(append([]string{"mount"}, args...), specFile, mnt)...)
 	if r.code != 0 {
 		t.Fatalf("vzfs mount: exit %d\n%s", r.code, r.stderr)
@@ -401,8 +406,17 @@ func TestMountLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		mountWaitExit(v.pid, 5*time.Second)
+		// While the kernel tears the connection down, a request can still
+		// fail with EIO; once it is down, every request says ENOTCONN.
 		var st unix.Statfs_t
-		if err := unix.Statfs(v.dir, &st); !errors.Is(err, unix.ENOTCONN) && !errors.Is(err, unix.ECONNABORTED) {
+		var err error
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			err = unix.Statfs(v.dir, &st)
+			if errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED) || !errors.Is(err, unix.EIO) || time.Now().After(deadline) {
+				break
+			}
+		}
+		if !errors.Is(err, unix.ENOTCONN) && !errors.Is(err, unix.ECONNABORTED) {
 			t.Fatalf("statfs after SIGKILL: %v, want ENOTCONN or ECONNABORTED", err)
 		}
 		r := runVzfs(t, "mount", sp, v.dir)
