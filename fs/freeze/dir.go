@@ -388,18 +388,11 @@ func (w *dirWriter) linkHost(dir int, name string, e *Entry) (bool, error) {
 		return false, nil
 	}
 	// With O_PATH and O_NOFOLLOW a final symlink is opened itself.
-	src, err := vfs.OpenHost(e.HostPath, unix.O_PATH)
+	src, _, err := openEntry(e.HostPath, &e.Stat, unix.O_PATH)
 	if err != nil {
-		return false, fmt.Errorf("opening %s: %w", e.HostPath, err)
+		return false, err
 	}
 	defer src.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
-		return false, fmt.Errorf("stat %s: %w", e.HostPath, err)
-	}
-	if st.Ino != e.Stat.Ino || st.Dev != e.Stat.Dev {
-		return false, fmt.Errorf("%s: replaced on the host during the freeze: %w", e.HostPath, vfs.ErrStale)
-	}
 	err = unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", src.Fd()), dir, name, unix.AT_SYMLINK_FOLLOW)
 	switch err {
 	case nil:
@@ -450,18 +443,11 @@ func (w *dirWriter) worker() {
 }
 
 func (w *dirWriter) copyFile(dst *os.File, e *Entry) error {
-	src, err := vfs.OpenHost(e.HostPath, unix.O_RDONLY)
+	src, st, err := openEntry(e.HostPath, &e.Stat, unix.O_RDONLY)
 	if err != nil {
-		return fmt.Errorf("opening %s: %w", e.HostPath, err)
+		return err
 	}
 	defer src.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(src.Fd()), &st); err != nil {
-		return fmt.Errorf("stat %s: %w", e.HostPath, err)
-	}
-	if st.Ino != e.Stat.Ino || st.Dev != e.Stat.Dev {
-		return fmt.Errorf("%s: replaced on the host during the freeze: %w", e.HostPath, vfs.ErrStale)
-	}
 	cloned := false
 	if w.o.Link == LinkReflink {
 		if err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())); err == nil {
@@ -471,7 +457,7 @@ func (w *dirWriter) copyFile(dst *os.File, e *Entry) error {
 		}
 	}
 	if !cloned {
-		short, err := copyData(int(src.Fd()), int(dst.Fd()), &st)
+		short, err := copyData(int(src.Fd()), int(dst.Fd()), st)
 		if err != nil {
 			return copyErr(e.HostPath, dst.Name(), err)
 		}

@@ -234,18 +234,11 @@ func freezeTree(t *vfs.Tree, w Writer, o walkOptions) error {
 // another file's xattrs (file capabilities, say) into the tree. A
 // filesystem without xattrs has none.
 func readXattrs(p string, st *unix.Stat_t) ([]Xattr, error) {
-	f, err := vfs.OpenHost(p, unix.O_PATH)
+	f, _, err := openEntry(p, st, unix.O_PATH)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s for its xattrs: %w", p, err)
+		return nil, err
 	}
 	defer f.Close()
-	var now unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &now); err != nil {
-		return nil, fmt.Errorf("stat %s: %w", p, err)
-	}
-	if now.Dev != st.Dev || now.Ino != st.Ino {
-		return nil, fmt.Errorf("%s: replaced on the host during the freeze: %w", p, vfs.ErrStale)
-	}
 	// f*xattr calls refuse O_PATH descriptors; the /proc magic link reaches
 	// the same inode without another path walk.
 	proc := fmt.Sprintf("/proc/self/fd/%d", f.Fd())

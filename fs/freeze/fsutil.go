@@ -12,6 +12,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	vfs "github.com/vzfs/vzfs/fs"
 )
 
 // tempMarker sits in the name of every temporary file or directory freeze
@@ -185,4 +187,26 @@ func createTemp(parentFd int, parent, base string) (*os.File, string, error) {
 		return os.NewFile(uintptr(fd), filepath.Join(parent, name)), name, nil
 	}
 	return nil, "", fmt.Errorf("%s: cannot pick a temporary name", filepath.Join(parent, base))
+}
+
+// openEntry opens the host file p, which the walk stat'ed as st, with no
+// symlink followed anywhere on the path, and checks that it is still that
+// inode: data, links and xattrs then come from what the view served, never
+// from a file swapped in since. It returns the file's stat as of now (the
+// size may have changed since the walk).
+func openEntry(p string, st *unix.Stat_t, flags int) (*os.File, *unix.Stat_t, error) {
+	f, err := vfs.OpenHost(p, flags)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening %s: %w", p, err)
+	}
+	var now unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &now); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("stat %s: %w", p, err)
+	}
+	if now.Dev != st.Dev || now.Ino != st.Ino {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: replaced on the host during the freeze: %w", p, vfs.ErrStale)
+	}
+	return f, &now, nil
 }

@@ -124,18 +124,11 @@ func (w *TarWriter) File(e *Entry) error {
 	if err != nil {
 		return err
 	}
-	f, err := vfs.OpenHost(e.HostPath, unix.O_RDONLY)
+	f, _, err := openEntry(e.HostPath, &e.Stat, unix.O_RDONLY)
 	if err != nil {
-		return fmt.Errorf("opening %s: %w", e.HostPath, err)
+		return err
 	}
 	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return fmt.Errorf("stat %s: %w", e.HostPath, err)
-	}
-	if st.Ino != e.Stat.Ino || st.Dev != e.Stat.Dev {
-		return fmt.Errorf("%s: replaced on the host during the freeze: %w", e.HostPath, vfs.ErrStale)
-	}
 	h.Size = e.Stat.Size
 	if err := w.tw.WriteHeader(h); err != nil {
 		return err
