@@ -103,6 +103,12 @@ func NewSpecLearner(specPath, missLog string) (*SpecLearner, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A spec the user reached through a symlink is the file they meant;
+	// resolve it once, then open nothing through a link, so that nobody
+	// who can write to the spec's directory can redirect root's writes.
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
 	l := &SpecLearner{specPath: abs, lockPath: abs + ".lock", seen: map[string]struct{}{}, missSeen: map[string]struct{}{}}
 	if l.lock, err = lockFile(l.lockPath, abs); err != nil {
 		return nil, err
@@ -111,7 +117,7 @@ func NewSpecLearner(specPath, missLog string) (*SpecLearner, error) {
 		l.Release()
 		return nil, err
 	}
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_APPEND, 0)
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_APPEND|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return fail(fmt.Errorf("opening spec for learning: %w", err))
 	}
@@ -138,7 +144,7 @@ func NewSpecLearner(specPath, missLog string) (*SpecLearner, error) {
 		if l.missPath, err = filepath.Abs(missLog); err != nil {
 			return fail(err)
 		}
-		l.miss, err = os.OpenFile(l.missPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		l.miss, err = os.OpenFile(l.missPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW, 0o644)
 		if err != nil {
 			return fail(fmt.Errorf("opening the misses log: %w", err))
 		}
@@ -152,9 +158,17 @@ func NewSpecLearner(specPath, missLog string) (*SpecLearner, error) {
 // at lockPath.
 func lockFile(lockPath, specPath string) (*os.File, error) {
 	for range 10 {
-		f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o644)
+		// O_NOFOLLOW, and only a plain file with one link: the pid is
+		// written into it, and a planted symlink or hard link would make
+		// root overwrite whatever it points at.
+		f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o644)
 		if err != nil {
 			return nil, fmt.Errorf("creating the lock file of spec %s: %w", specPath, err)
+		}
+		var fst unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &fst); err != nil || fst.Mode&unix.S_IFMT != unix.S_IFREG || fst.Nlink != 1 {
+			f.Close()
+			return nil, fmt.Errorf("lock file %s of spec %s is not a plain file of its own; remove it if no learner runs", lockPath, specPath)
 		}
 		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			f.Close()
@@ -202,6 +216,11 @@ func (l *SpecLearner) Learn(p string) error {
 	}
 	if l.f == nil {
 		return fmt.Errorf("recording %s: spec %s is closed", p, l.specPath)
+	}
+	// A name no spec line can hold (a file called "**" reads back as a
+	// subtree) is refused, and so not served.
+	if err := spec.Validate(p); err != nil {
+		return fmt.Errorf("recording %s: %w", p, err)
 	}
 	if err := l.appendLocked(spec.Entry{Path: p}.String() + "\n"); err != nil {
 		return fmt.Errorf("recording %s: %w", p, err)

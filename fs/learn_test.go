@@ -382,3 +382,69 @@ func FuzzLearnAppend(f *testing.F) {
 		}
 	})
 }
+
+// TestSpecLearnerPlantedLinks: whoever can write to the spec's directory
+// must not make a root learner overwrite another file through a symlink
+// or hard link planted as the lock file or the misses log.
+func TestSpecLearnerPlantedLinks(t *testing.T) {
+	p := writeSpec(t, "/usr/bin/true\n")
+	victim := filepath.Join(t.TempDir(), "victim")
+	must(t, os.WriteFile(victim, []byte("SECRET\n"), 0o600))
+	check := func(what string) {
+		t.Helper()
+		if b, _ := os.ReadFile(victim); string(b) != "SECRET\n" {
+			t.Fatalf("%s: victim overwritten: %q", what, b)
+		}
+	}
+
+	must(t, os.Symlink(victim, p+".lock"))
+	if l, err := NewSpecLearner(p, ""); err == nil {
+		l.Close()
+		t.Fatal("a symlinked lock file was accepted")
+	}
+	check("symlinked lock")
+	must(t, os.Remove(p+".lock"))
+
+	must(t, os.Link(victim, p+".lock"))
+	if l, err := NewSpecLearner(p, ""); err == nil {
+		l.Close()
+		t.Fatal("a hard-linked lock file was accepted")
+	}
+	check("hard-linked lock")
+	must(t, os.Remove(p+".lock"))
+
+	misses := filepath.Join(filepath.Dir(p), "misses")
+	must(t, os.Symlink(victim, misses))
+	if l, err := NewSpecLearner(p, misses); err == nil {
+		l.Miss("/nope")
+		l.Close()
+		t.Fatal("a symlinked misses log was accepted")
+	}
+	check("symlinked misses log")
+}
+
+// TestSpecLearnerRefusesStarStar: a host file named "**" would be written
+// as a subtree line and bring a whole directory into the spec.
+func TestSpecLearnerRefusesStarStar(t *testing.T) {
+	p := writeSpec(t, "/usr/bin/true\n")
+	l, err := NewSpecLearner(p, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Learn("/opt/**"); err == nil {
+		t.Error("learned a file named **")
+	}
+	if err := l.Learn("/opt/a\nb"); err != nil {
+		t.Errorf("a name with a newline is quotable: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := spec.ParseFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Has(spec.Entry{Path: "/opt", Subtree: true}) || !s.Has(spec.Entry{Path: "/opt/a\nb"}) {
+		t.Fatalf("spec after learning: %q", s.Entries)
+	}
+}

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"path/filepath"
 	"container/list"
 	"strings"
 	"sync"
@@ -89,6 +90,13 @@ type rawFS struct {
 }
 
 func newRawFS(t *Tree, mnt string, o MountOptions) *rawFS {
+	// The host paths learn mode compares with are physical (no symlink is
+	// ever followed on the host), so the mountpoint must be too: reached
+	// through a symlinked component, a lookup inside it would otherwise
+	// look like any other host path and come back into this daemon.
+	if real, err := filepath.EvalSymlinks(mnt); err == nil {
+		mnt = real
+	}
 	to := DefaultTimeout
 	if o.Timeout != 0 {
 		to = max(o.Timeout, 0)
