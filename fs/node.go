@@ -1,8 +1,8 @@
 package fs
 
 import (
-	"path/filepath"
 	"container/list"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
