@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -170,6 +171,21 @@ func StartDaemon(args []string) (pid int, err error) {
 	}
 }
 
+// caught receives SIGINT and SIGTERM once CatchSignals has run.
+var (
+	caught    = make(chan os.Signal, 2)
+	catchOnce sync.Once
+)
+
+// CatchSignals starts holding SIGINT and SIGTERM for ServeUntilSignal. A
+// daemon calls it before mounting: a signal that arrives while the mount
+// is being set up (Ctrl-C in the foreground) would otherwise kill it with
+// the default action, leaving a dead mount and a learned spec that is never
+// rewritten. Held signals are acted on as soon as ServeUntilSignal runs.
+func CatchSignals() {
+	catchOnce.Do(func() { signal.Notify(caught, syscall.SIGINT, syscall.SIGTERM) })
+}
+
 // ServeUntilSignal is the daemon's body once srv is mounted: it writes the
 // pid file that StopDaemon finds the daemon by, calls ready (may be nil)
 // once SIGINT and SIGTERM are caught, and returns when the mount is gone.
@@ -187,16 +203,14 @@ func ServeUntilSignal(srv *Server, log *zap.Logger, ready func()) error {
 	}
 	defer RemovePidFile(mnt)
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	CatchSignals()
 	if ready != nil {
 		ready()
 	}
 	select {
 	case <-srv.Done():
 		log.Info("unmounted from outside", zap.String("mountpoint", mnt))
-	case sig := <-sigs:
+	case sig := <-caught:
 		log.Info("signal: unmounting", zap.Stringer("signal", sig))
 		if err := srv.Unmount(); err != nil {
 			log.Warn("mount busy, detaching it", zap.Error(err))

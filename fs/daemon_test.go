@@ -222,3 +222,44 @@ func TestServeUntilSignal(t *testing.T) {
 		t.Errorf("pid file left after serving: %v", err)
 	}
 }
+
+// TestSignalBeforeServe: a SIGTERM that arrives while the mount is still
+// being set up is held, not fatal, and ends the serve cleanly.
+func TestSignalBeforeServe(t *testing.T) {
+	d := fixture(t)
+	requireFUSE(t)
+	CatchSignals()
+	if err := unix.Kill(os.Getpid(), unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Without CatchSignals the test binary would have died here.
+	time.Sleep(50 * time.Millisecond)
+	tr, err := NewTree(fixtureSpec(d), TreeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mnt := t.TempDir()
+	srv, err := Mount(mnt, tr, MountOptions{Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, ok := FindMount(mnt); ok {
+			_ = Unmount(mnt, true)
+			srv.Wait()
+		}
+	})
+	done := make(chan error, 1)
+	go func() { done <- ServeUntilSignal(srv, zaptest.NewLogger(t), nil) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the held SIGTERM did not end the serve")
+	}
+	if _, ok := FindMount(mnt); ok {
+		t.Error("still mounted after the held SIGTERM")
+	}
+}

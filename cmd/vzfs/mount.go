@@ -168,6 +168,7 @@ func prepareMountpoint(mnt string, force bool, log *zap.Logger) (string, error) 
 // body, and the whole command with -f.
 func serve(g *globalOpts, o *mountOpts, specPath, mnt string) (err error) {
 	log := g.log
+	fs.CatchSignals()
 	var learner *fs.SpecLearner
 	if o.learn {
 		// Locked before the spec is read: another learner may be
