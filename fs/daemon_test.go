@@ -181,21 +181,7 @@ func TestDaemonErrorsRead(t *testing.T) {
 func TestServeUntilSignal(t *testing.T) {
 	d := fixture(t)
 	requireFUSE(t)
-	tr, err := NewTree(fixtureSpec(d), TreeOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mnt := t.TempDir()
-	srv, err := Mount(mnt, tr, MountOptions{Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, ok := FindMount(mnt); ok {
-			_ = Unmount(mnt, true)
-			srv.Wait()
-		}
-	})
+	srv, mnt := daemonMount(t, d)
 	var pidBody []byte
 	done := make(chan error, 1)
 	go func() {
@@ -234,6 +220,26 @@ func TestSignalBeforeServe(t *testing.T) {
 	}
 	// Without CatchSignals the test binary would have died here.
 	time.Sleep(50 * time.Millisecond)
+	srv, mnt := daemonMount(t, d)
+	done := make(chan error, 1)
+	go func() { done <- ServeUntilSignal(srv, zaptest.NewLogger(t), nil) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the held SIGTERM did not end the serve")
+	}
+	if _, ok := FindMount(mnt); ok {
+		t.Error("still mounted after the held SIGTERM")
+	}
+}
+
+// daemonMount mounts the fixture d in-process, unmounted (lazily) at the
+// end if the test left it mounted.
+func daemonMount(t *testing.T, d string) (*Server, string) {
+	t.Helper()
 	tr, err := NewTree(fixtureSpec(d), TreeOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -249,17 +255,5 @@ func TestSignalBeforeServe(t *testing.T) {
 			srv.Wait()
 		}
 	})
-	done := make(chan error, 1)
-	go func() { done <- ServeUntilSignal(srv, zaptest.NewLogger(t), nil) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the held SIGTERM did not end the serve")
-	}
-	if _, ok := FindMount(mnt); ok {
-		t.Error("still mounted after the held SIGTERM")
-	}
+	return srv, mnt
 }

@@ -20,18 +20,7 @@ import (
 
 // learnDir makes a directory outside /tmp: learn mode never serves /tmp,
 // and the sandbox covers it with a tmpfs.
-func learnDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("/var/tmp", "vzfs-learn-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+func learnDir(t *testing.T) string { return hostDir(t, "vzfs-learn-test-") }
 
 // learnMount runs 'vzfs mount --learn ARGS... SPEC MNT' on MNT = dir/mnt,
 // logging to dir/daemon.log, and cleans up as mountStart does.

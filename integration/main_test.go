@@ -205,6 +205,22 @@ func bindMount(t testing.TB, src, dst string) {
 	})
 }
 
+// hostDir makes a world-searchable directory under /var/tmp, removed when
+// the test ends: views and sandboxes cover /tmp, so files a spec must name
+// live there.
+func hostDir(t testing.TB, prefix string) string {
+	t.Helper()
+	d, err := os.MkdirTemp("/var/tmp", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // chrootRun runs argv inside root with chroot(8) and returns its result.
 func chrootRun(t testing.TB, root string, argv ...string) result {
 	t.Helper()

@@ -25,36 +25,12 @@ var runTools = []string{"/bin/sh", "env", "cat", "ls", "id", "sleep", "touch", "
 // runSpecFor writes a spec of runTools (vzfs ldd) plus extra lines.
 func runSpecFor(t *testing.T, extra ...string) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "run.spec")
-	r := runVzfs(t, append([]string{"ldd", "-o", out}, runTools...)...)
-	if r.code != 0 {
-		t.Fatalf("vzfs ldd: exit %d\n%s", r.code, r.stderr)
-	}
-	if len(extra) > 0 {
-		f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintln(f, strings.Join(extra, "\n"))
-		f.Close()
-	}
-	return out
+	return mountLdd(t, runTools, extra...)
 }
 
 // runHostDir makes a directory outside /tmp, which the sandbox covers with
 // its own tmpfs, for files a spec must name; it is removed at the end.
-func runHostDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("/var/tmp", "vzfs-run-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+func runHostDir(t *testing.T) string { return hostDir(t, "vzfs-run-test-") }
 
 // runSandbox runs vzfs with args (and extra environment), at most a
 // minute, and checks afterwards that it left nothing behind.
